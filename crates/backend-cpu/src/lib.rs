@@ -1,0 +1,362 @@
+//! # backend-cpu: the pure-Rust CPU kernels of keras-rs
+//!
+//! This crate is the reference kernel set of the keras-rs plugin contract
+//! ([`keras_backend_api`]) and the `cpu` backend:
+//!
+//! * [`CpuBackend`] implements [`Backend`]: it owns buffers in host memory ([`storage`]),
+//!   checks every kernel's arguments, and calls the kernels in [`ops`].
+//! * The `keras` crate links this rlib as its embedded default backend; the thin crate in
+//!   `plugin/` exports the same backend as `libkeras_backend_cpu.so`; other CPU-side backends
+//!   (`backend-blas`) reuse [`ops`] instead of copying it.
+//!
+//! Kernels are generic over the element type, dispatched once per call on the storage's dtype;
+//! large element-wise and reduction work runs on rayon's pool (`RAYON_NUM_THREADS` sets its
+//! size); GEMM runs on the `gemm` crate, which picks AVX-512 kernels at run time.
+
+pub mod layout;
+pub mod ops;
+pub mod storage;
+
+use abi_stable::std_types::{RResult, RSlice, RSliceMut, RString, RVec};
+use keras_backend_api::{
+    ArgReduceOp, Backend, BackendError, BackendInfo, BackendResult, BinaryOp, BufferId, ConvParams,
+    DType, Distribution, Layout, OpKind, PoolParams, ReduceOp, TensorRef, UnaryOp,
+};
+
+use ops::{Tensor, TensorMut};
+pub use storage::{BufferStore, CpuStorage};
+
+/// Result type of the kernels.
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// The CPU backend: host-memory buffers and the kernels of [`ops`].
+#[derive(Default)]
+pub struct CpuBackend {
+    buffers: BufferStore,
+}
+
+impl CpuBackend {
+    /// A CPU backend with no buffers. Never fails; the `Result` is the constructor shape that
+    /// [`keras_backend_api::export_backend!`] expects.
+    pub fn new() -> Result<CpuBackend> {
+        Ok(CpuBackend::default())
+    }
+
+    /// The buffer table, for backends that build on this one.
+    pub fn buffers(&self) -> &BufferStore {
+        &self.buffers
+    }
+
+    /// Locks the buffers of `inputs` (shared) and `out` (exclusive), checks that every shape
+    /// matches its buffer's element count, and runs `kernel_body` on the typed views.
+    /// `names` names each input for error messages.
+    pub fn run<R>(
+        &self,
+        kernel: &str,
+        names: &[&str],
+        inputs: &[TensorRef<'_>],
+        out: TensorRef<'_>,
+        kernel_body: impl FnOnce(&[Tensor<'_>], TensorMut<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let ids: Vec<BufferId> = inputs.iter().map(|t| t.buffer).collect();
+        self.buffers.with_buffers(kernel, &ids, out.buffer, false, |views, out_storage| {
+            let tensors = inputs
+                .iter()
+                .zip(views)
+                .zip(names)
+                .map(|((t, view), name)| {
+                    let data = view.expect("aliasing was refused");
+                    check_len(kernel, name, &t.shape, data)?;
+                    Ok(Tensor { data, shape: &t.shape })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            check_len(kernel, "out", &out.shape, out_storage)?;
+            kernel_body(&tensors, TensorMut { data: out_storage, shape: &out.shape })
+        })
+    }
+
+    /// Like [`run`](Self::run) for element-wise kernels whose `out` may be one of the inputs:
+    /// `in_place` gets the position of the aliased input, the other inputs, and `out`.
+    fn run_elementwise(
+        &self,
+        kernel: &str,
+        names: &[&str],
+        inputs: &[TensorRef<'_>],
+        out: TensorRef<'_>,
+        separate: impl FnOnce(&[Tensor<'_>], TensorMut<'_>) -> Result<()>,
+        in_place: impl FnOnce(usize, &[Tensor<'_>], TensorMut<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let Some(aliased) = inputs.iter().position(|t| t.buffer == out.buffer) else {
+            return self.run(kernel, names, inputs, out, separate);
+        };
+        if inputs[aliased].shape.as_slice() != out.shape.as_slice() {
+            return Err(BackendError::invalid(format!(
+                "{kernel}: out aliases `{}` but their shapes differ ({:?} vs {:?}); in-place needs equal shapes",
+                names[aliased], out.shape, inputs[aliased].shape
+            )));
+        }
+        let ids: Vec<BufferId> = inputs.iter().map(|t| t.buffer).collect();
+        self.buffers.with_buffers(kernel, &ids, out.buffer, true, |views, out_storage| {
+            check_len(kernel, "out", &out.shape, out_storage)?;
+            let mut others = Vec::new();
+            for ((t, view), name) in inputs.iter().zip(views).zip(names) {
+                match view {
+                    Some(data) => {
+                        check_len(kernel, name, &t.shape, data)?;
+                        others.push(Tensor { data, shape: &t.shape });
+                    }
+                    None if t.buffer == out.buffer && t.shape.as_slice() == out.shape.as_slice() => {}
+                    None => {
+                        return Err(BackendError::invalid(format!(
+                            "{kernel}: `{name}` aliases out with a different shape {:?}",
+                            t.shape
+                        )));
+                    }
+                }
+            }
+            in_place(aliased, &others, TensorMut { data: out_storage, shape: &out.shape })
+        })
+    }
+}
+
+fn check_len(kernel: &str, name: &str, shape: &[usize], data: &CpuStorage) -> Result<()> {
+    match keras_backend_api::shape::checked_len(shape) {
+        Some(n) if n == data.len() => Ok(()),
+        _ => Err(BackendError::invalid(format!(
+            "{kernel}: `{name}` has shape {shape:?} but its buffer holds {} elements of {}",
+            data.len(),
+            data.dtype()
+        ))),
+    }
+}
+
+fn to_abi<T>(result: Result<T>) -> BackendResult<T> {
+    result.into()
+}
+
+/// "model name" from /proc/cpuinfo, or the architecture when it cannot be read.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+const FLOATS: &[DType] = &[DType::F32, DType::F64];
+const NUMERIC: &[DType] = &[DType::F32, DType::F64, DType::I32, DType::I64, DType::U8];
+
+impl Backend for CpuBackend {
+    fn info(&self) -> BackendResult<BackendInfo> {
+        let threads = rayon::current_num_threads();
+        RResult::ROk(BackendInfo {
+            name: RString::from("cpu"),
+            version: RString::from(env!("CARGO_PKG_VERSION")),
+            device: RString::from(format!("{} ({threads} threads)", cpu_model())),
+            threads: threads as u32,
+            dtypes: RVec::from(DType::ALL.to_vec()),
+        })
+    }
+
+    fn supports(&self, op: OpKind, dtype: DType) -> bool {
+        match op {
+            OpKind::Fill | OpKind::Cast | OpKind::Permute | OpKind::Slice | OpKind::Concat | OpKind::Pad
+            | OpKind::Reverse | OpKind::Gather | OpKind::Tile | OpKind::Repeat | OpKind::ResizeNearest
+            | OpKind::Select => true,
+            OpKind::Binary | OpKind::Reduce => NUMERIC.contains(&dtype) || dtype == DType::Bool,
+            OpKind::ArgReduce | OpKind::ScatterAdd => NUMERIC.contains(&dtype),
+            OpKind::Unary => NUMERIC.contains(&dtype) || dtype == DType::Bool,
+            OpKind::OneHot => matches!(dtype, DType::I32 | DType::I64),
+            OpKind::Matmul
+            | OpKind::Conv
+            | OpKind::ConvBackwardData
+            | OpKind::ConvBackwardFilter
+            | OpKind::Pool
+            | OpKind::PoolBackward
+            | OpKind::Random
+            | OpKind::Softmax
+            | OpKind::BatchNorm => FLOATS.contains(&dtype),
+        }
+    }
+
+    fn live_buffers(&self) -> u64 {
+        self.buffers.len() as u64
+    }
+
+    fn alloc(&self, dtype: DType, len: usize) -> BackendResult<BufferId> {
+        to_abi(self.buffers.alloc(dtype, len))
+    }
+
+    fn free(&self, buffer: BufferId) -> BackendResult<()> {
+        to_abi(self.buffers.free(buffer))
+    }
+
+    fn upload(&self, buffer: BufferId, bytes: RSlice<'_, u8>) -> BackendResult<()> {
+        to_abi(self.buffers.with_buffer_mut("upload", buffer, |s| s.copy_from_bytes(&bytes)))
+    }
+
+    fn download(&self, buffer: BufferId, mut bytes: RSliceMut<'_, u8>) -> BackendResult<()> {
+        to_abi(self.buffers.with_buffer("download", buffer, |s| s.copy_to_bytes(&mut bytes)))
+    }
+
+    fn fill(&self, out: TensorRef<'_>, value: f64) -> BackendResult<()> {
+        to_abi(self.run("fill", &[], &[], out, |_, out| ops::elementwise::fill(out, value)))
+    }
+
+    fn unary(&self, op: UnaryOp, x: TensorRef<'_>, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run_elementwise(
+            "unary",
+            &["x"],
+            &[x],
+            out,
+            |t, out| ops::elementwise::unary(op, t[0], out),
+            |_, _, out| ops::elementwise::unary_in_place(op, out),
+        ))
+    }
+
+    fn binary(&self, op: BinaryOp, a: TensorRef<'_>, b: TensorRef<'_>, out: TensorRef<'_>) -> BackendResult<()> {
+        if a.buffer == b.buffer && a.buffer == out.buffer {
+            // x op x in place: read a private copy of x.
+            return to_abi(self.buffers.with_buffer("binary", a.buffer, |s| Ok(s.clone())).and_then(|copy| {
+                check_len("binary", "a", &a.shape, &copy)?;
+                self.run("binary", &[], &[], out, |_, out| {
+                    let x = Tensor { data: &copy, shape: &a.shape };
+                    ops::elementwise::binary(op, x, x, out)
+                })
+            }));
+        }
+        to_abi(self.run_elementwise(
+            "binary",
+            &["a", "b"],
+            &[a, b],
+            out,
+            |t, out| ops::elementwise::binary(op, t[0], t[1], out),
+            |aliased, others, out| ops::elementwise::binary_in_place(op, others[0], out, aliased == 0),
+        ))
+    }
+
+    fn select(&self, cond: TensorRef<'_>, on_true: TensorRef<'_>, on_false: TensorRef<'_>, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("select", &["cond", "on_true", "on_false"], &[cond, on_true, on_false], out, |t, out| {
+            ops::elementwise::select(t[0], t[1], t[2], out)
+        }))
+    }
+
+    fn cast(&self, x: TensorRef<'_>, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("cast", &["x"], &[x], out, |t, out| ops::elementwise::cast(t[0], out)))
+    }
+
+    fn reduce(&self, op: ReduceOp, x: TensorRef<'_>, axes: RSlice<'_, usize>, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("reduce", &["x"], &[x], out, |t, out| ops::reduce::reduce(op, t[0], &axes, out)))
+    }
+
+    fn arg_reduce(&self, op: ArgReduceOp, x: TensorRef<'_>, axis: usize, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("arg_reduce", &["x"], &[x], out, |t, out| ops::reduce::arg_reduce(op, t[0], axis, out)))
+    }
+
+    fn matmul(&self, a: TensorRef<'_>, b: TensorRef<'_>, out: TensorRef<'_>, transpose_a: bool, transpose_b: bool) -> BackendResult<()> {
+        to_abi(self.run("matmul", &["a", "b"], &[a, b], out, |t, out| {
+            ops::matmul::matmul(t[0], t[1], out, transpose_a, transpose_b)
+        }))
+    }
+
+    fn permute(&self, x: TensorRef<'_>, perm: RSlice<'_, usize>, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("permute", &["x"], &[x], out, |t, out| ops::movement::permute(t[0], &perm, out)))
+    }
+
+    fn slice(&self, x: TensorRef<'_>, starts: RSlice<'_, usize>, steps: RSlice<'_, isize>, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("slice", &["x"], &[x], out, |t, out| ops::movement::slice(t[0], &starts, &steps, out)))
+    }
+
+    fn concat(&self, inputs: RSlice<'_, TensorRef<'_>>, axis: usize, out: TensorRef<'_>) -> BackendResult<()> {
+        let names: Vec<String> = (0..inputs.len()).map(|i| format!("inputs[{i}]")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        to_abi(self.run("concat", &names, &inputs, out, |t, out| ops::movement::concat(t, axis, out)))
+    }
+
+    fn pad(&self, x: TensorRef<'_>, before: RSlice<'_, usize>, after: RSlice<'_, usize>, value: f64, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("pad", &["x"], &[x], out, |t, out| ops::movement::pad(t[0], &before, &after, value, out)))
+    }
+
+    fn reverse(&self, x: TensorRef<'_>, axes: RSlice<'_, usize>, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("reverse", &["x"], &[x], out, |t, out| ops::movement::reverse(t[0], &axes, out)))
+    }
+
+    fn gather(&self, x: TensorRef<'_>, indices: TensorRef<'_>, axis: usize, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("gather", &["x", "indices"], &[x, indices], out, |t, out| {
+            ops::movement::gather(t[0], t[1], axis, out)
+        }))
+    }
+
+    fn scatter_add(&self, updates: TensorRef<'_>, indices: TensorRef<'_>, axis: usize, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("scatter_add", &["updates", "indices"], &[updates, indices], out, |t, out| {
+            ops::movement::scatter_add(t[0], t[1], axis, out)
+        }))
+    }
+
+    fn tile(&self, x: TensorRef<'_>, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("tile", &["x"], &[x], out, |t, out| ops::movement::tile(t[0], out)))
+    }
+
+    fn repeat(&self, x: TensorRef<'_>, axis: usize, repeats: usize, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("repeat", &["x"], &[x], out, |t, out| ops::movement::repeat(t[0], axis, repeats, out)))
+    }
+
+    fn one_hot(&self, indices: TensorRef<'_>, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("one_hot", &["indices"], &[indices], out, |t, out| ops::movement::one_hot(t[0], out)))
+    }
+
+    fn conv(&self, x: TensorRef<'_>, kernel: TensorRef<'_>, out: TensorRef<'_>, params: ConvParams<'_>) -> BackendResult<()> {
+        to_abi(self.run("conv", &["x", "kernel"], &[x, kernel], out, |t, out| ops::conv::conv(t[0], t[1], out, &params)))
+    }
+
+    fn conv_backward_data(&self, dy: TensorRef<'_>, kernel: TensorRef<'_>, dx: TensorRef<'_>, params: ConvParams<'_>) -> BackendResult<()> {
+        to_abi(self.run("conv_backward_data", &["dy", "kernel"], &[dy, kernel], dx, |t, dx| {
+            ops::conv::conv_backward_data(t[0], t[1], dx, &params)
+        }))
+    }
+
+    fn conv_backward_filter(&self, x: TensorRef<'_>, dy: TensorRef<'_>, dkernel: TensorRef<'_>, params: ConvParams<'_>) -> BackendResult<()> {
+        to_abi(self.run("conv_backward_filter", &["x", "dy"], &[x, dy], dkernel, |t, dk| {
+            ops::conv::conv_backward_filter(t[0], t[1], dk, &params)
+        }))
+    }
+
+    fn pool(&self, x: TensorRef<'_>, out: TensorRef<'_>, params: PoolParams<'_>) -> BackendResult<()> {
+        to_abi(self.run("pool", &["x"], &[x], out, |t, out| ops::pool::pool(t[0], out, &params)))
+    }
+
+    fn pool_backward(&self, x: TensorRef<'_>, dy: TensorRef<'_>, dx: TensorRef<'_>, params: PoolParams<'_>) -> BackendResult<()> {
+        to_abi(self.run("pool_backward", &["x", "dy"], &[x, dy], dx, |t, dx| ops::pool::pool_backward(t[0], t[1], dx, &params)))
+    }
+
+    fn resize_nearest(&self, x: TensorRef<'_>, out: TensorRef<'_>, layout: Layout) -> BackendResult<()> {
+        to_abi(self.run("resize_nearest", &["x"], &[x], out, |t, out| ops::movement::resize_nearest(t[0], out, layout)))
+    }
+
+    fn random(&self, dist: Distribution, seed: u64, counter: u64, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("random", &[], &[], out, |_, out| ops::random::random(dist, seed, counter, out)))
+    }
+
+    fn softmax(&self, x: TensorRef<'_>, axis: usize, log: bool, out: TensorRef<'_>) -> BackendResult<()> {
+        to_abi(self.run("softmax", &["x"], &[x], out, |t, out| ops::fused::softmax(t[0], axis, log, out)))
+    }
+
+    fn batch_norm(
+        &self,
+        x: TensorRef<'_>,
+        mean: TensorRef<'_>,
+        var: TensorRef<'_>,
+        beta: TensorRef<'_>,
+        gamma: TensorRef<'_>,
+        epsilon: f64,
+        out: TensorRef<'_>,
+    ) -> BackendResult<()> {
+        to_abi(self.run("batch_norm", &["x", "mean", "var", "beta", "gamma"], &[x, mean, var, beta, gamma], out, |t, out| {
+            ops::fused::batch_norm(t[0], t[1], t[2], t[3], t[4], epsilon, out)
+        }))
+    }
+}

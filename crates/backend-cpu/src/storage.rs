@@ -1,0 +1,298 @@
+//! Buffers in host memory: typed storage, the handle table, and lock ordering.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use half::f16;
+use keras_backend_api::{BackendError, BufferId, DType};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::Result;
+
+/// The elements of one buffer, typed. `Bool` is stored as `bool` (one byte, always 0 or 1).
+#[derive(Clone, Debug, PartialEq)]
+pub enum CpuStorage {
+    /// `float16`.
+    F16(Vec<f16>),
+    /// `float32`.
+    F32(Vec<f32>),
+    /// `float64`.
+    F64(Vec<f64>),
+    /// `int32`.
+    I32(Vec<i32>),
+    /// `int64`.
+    I64(Vec<i64>),
+    /// `uint8`.
+    U8(Vec<u8>),
+    /// `bool`.
+    Bool(Vec<bool>),
+}
+
+/// Runs `$body` with `$v` bound to the typed vector (or slice) inside a [`CpuStorage`].
+#[macro_export]
+macro_rules! with_storage {
+    ($storage:expr, $v:ident => $body:expr) => {
+        match $storage {
+            $crate::CpuStorage::F16($v) => $body,
+            $crate::CpuStorage::F32($v) => $body,
+            $crate::CpuStorage::F64($v) => $body,
+            $crate::CpuStorage::I32($v) => $body,
+            $crate::CpuStorage::I64($v) => $body,
+            $crate::CpuStorage::U8($v) => $body,
+            $crate::CpuStorage::Bool($v) => $body,
+        }
+    };
+}
+
+impl CpuStorage {
+    /// `len` zero elements of `dtype`.
+    pub fn zeros(dtype: DType, len: usize) -> CpuStorage {
+        match dtype {
+            DType::F16 => CpuStorage::F16(vec![f16::ZERO; len]),
+            DType::F32 => CpuStorage::F32(vec![0.0; len]),
+            DType::F64 => CpuStorage::F64(vec![0.0; len]),
+            DType::I32 => CpuStorage::I32(vec![0; len]),
+            DType::I64 => CpuStorage::I64(vec![0; len]),
+            DType::U8 => CpuStorage::U8(vec![0; len]),
+            DType::Bool => CpuStorage::Bool(vec![false; len]),
+        }
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F16(_) => DType::F16,
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+            CpuStorage::I32(_) => DType::I32,
+            CpuStorage::I64(_) => DType::I64,
+            CpuStorage::U8(_) => DType::U8,
+            CpuStorage::Bool(_) => DType::Bool,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        with_storage!(self, v => v.len())
+    }
+
+    /// `true` when the buffer holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Overwrites the elements from little-endian host bytes.
+    pub fn copy_from_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let expected = self.len() * self.dtype().size_in_bytes();
+        if bytes.len() != expected {
+            return Err(BackendError::invalid(format!(
+                "upload: {} bytes given for a buffer of {} {} ({expected} bytes)",
+                bytes.len(),
+                self.len(),
+                self.dtype()
+            )));
+        }
+        match self {
+            CpuStorage::Bool(v) => {
+                if let Some(bad) = bytes.iter().find(|&&b| b > 1) {
+                    return Err(BackendError::invalid(format!("upload: bool buffer given the byte {bad}; bools are 0 or 1")));
+                }
+                v.iter_mut().zip(bytes).for_each(|(d, &b)| *d = b == 1);
+            }
+            CpuStorage::F16(v) => bytemuck::cast_slice_mut::<f16, u8>(v).copy_from_slice(bytes),
+            CpuStorage::F32(v) => bytemuck::cast_slice_mut::<f32, u8>(v).copy_from_slice(bytes),
+            CpuStorage::F64(v) => bytemuck::cast_slice_mut::<f64, u8>(v).copy_from_slice(bytes),
+            CpuStorage::I32(v) => bytemuck::cast_slice_mut::<i32, u8>(v).copy_from_slice(bytes),
+            CpuStorage::I64(v) => bytemuck::cast_slice_mut::<i64, u8>(v).copy_from_slice(bytes),
+            CpuStorage::U8(v) => v.copy_from_slice(bytes),
+        }
+        Ok(())
+    }
+
+    /// Writes the elements as little-endian host bytes.
+    pub fn copy_to_bytes(&self, bytes: &mut [u8]) -> Result<()> {
+        let expected = self.len() * self.dtype().size_in_bytes();
+        if bytes.len() != expected {
+            return Err(BackendError::invalid(format!(
+                "download: {} bytes given for a buffer of {} {} ({expected} bytes)",
+                bytes.len(),
+                self.len(),
+                self.dtype()
+            )));
+        }
+        match self {
+            CpuStorage::Bool(v) => bytes.iter_mut().zip(v).for_each(|(d, &b)| *d = u8::from(b)),
+            CpuStorage::F16(v) => bytes.copy_from_slice(bytemuck::cast_slice(v)),
+            CpuStorage::F32(v) => bytes.copy_from_slice(bytemuck::cast_slice(v)),
+            CpuStorage::F64(v) => bytes.copy_from_slice(bytemuck::cast_slice(v)),
+            CpuStorage::I32(v) => bytes.copy_from_slice(bytemuck::cast_slice(v)),
+            CpuStorage::I64(v) => bytes.copy_from_slice(bytemuck::cast_slice(v)),
+            CpuStorage::U8(v) => bytes.copy_from_slice(v),
+        }
+        Ok(())
+    }
+}
+
+type Slot = Arc<RwLock<CpuStorage>>;
+
+/// The handle table of a CPU backend.
+///
+/// Each buffer has its own read-write lock, so kernels on different outputs run concurrently.
+/// A kernel locks every buffer it touches in ascending handle order, which rules out deadlock
+/// between two kernels that read each other's outputs.
+#[derive(Default)]
+pub struct BufferStore {
+    slots: RwLock<HashMap<u64, Slot>>,
+    next_id: AtomicU64,
+}
+
+impl BufferStore {
+    /// Allocates a zeroed buffer.
+    pub fn alloc(&self, dtype: DType, len: usize) -> Result<BufferId> {
+        if len.checked_mul(dtype.size_in_bytes()).is_none_or(|bytes| bytes > isize::MAX as usize) {
+            return Err(BackendError::new(
+                keras_backend_api::ErrorKind::OutOfMemory,
+                format!("alloc: {len} elements of {dtype} do not fit in memory"),
+            ));
+        }
+        let storage = CpuStorage::zeros(dtype, len);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.slots.write().insert(id, Arc::new(RwLock::new(storage)));
+        Ok(BufferId(id))
+    }
+
+    /// Removes a buffer; its memory goes when the last kernel using it finishes.
+    pub fn free(&self, id: BufferId) -> Result<()> {
+        match self.slots.write().remove(&id.0) {
+            Some(_) => Ok(()),
+            None => Err(unknown(id, "free")),
+        }
+    }
+
+    /// Number of live buffers.
+    pub fn len(&self) -> usize {
+        self.slots.read().len()
+    }
+
+    /// `true` when no buffer is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn slot(&self, id: BufferId, kernel: &str) -> Result<Slot> {
+        self.slots.read().get(&id.0).cloned().ok_or_else(|| unknown(id, kernel))
+    }
+
+    /// Runs `body` with shared access to `inputs` and exclusive access to `out`.
+    ///
+    /// `out` may also appear among `inputs` only when `allow_alias` is set; `body` then receives
+    /// `None` in that input's place and must read the values from `out` (in-place kernels).
+    pub fn with_buffers<R>(
+        &self,
+        kernel: &str,
+        inputs: &[BufferId],
+        out: BufferId,
+        allow_alias: bool,
+        body: impl FnOnce(&[Option<&CpuStorage>], &mut CpuStorage) -> Result<R>,
+    ) -> Result<R> {
+        if !allow_alias && inputs.contains(&out) {
+            return Err(BackendError::invalid(format!(
+                "{kernel}: the output buffer {} is also an input; this kernel cannot work in place",
+                out.0
+            )));
+        }
+        let mut ids: Vec<BufferId> = inputs.iter().copied().chain([out]).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let slots = ids.iter().map(|&id| self.slot(id, kernel)).collect::<Result<Vec<_>>>()?;
+        enum Guard<'a> {
+            Read(RwLockReadGuard<'a, CpuStorage>),
+            Write(RwLockWriteGuard<'a, CpuStorage>),
+        }
+        // Locks taken in ascending handle order (see the type's docs).
+        let mut guards: Vec<Guard<'_>> = ids
+            .iter()
+            .zip(&slots)
+            .map(|(&id, slot)| if id == out { Guard::Write(slot.write()) } else { Guard::Read(slot.read()) })
+            .collect();
+        let out_pos = ids.iter().position(|&id| id == out).expect("out was pushed into ids");
+        let Guard::Write(out_guard) = guards.remove(out_pos) else { unreachable!("out is write-locked") };
+        let mut out_guard = out_guard;
+        let reads: Vec<(BufferId, &CpuStorage)> = ids
+            .iter()
+            .filter(|&&id| id != out)
+            .zip(&guards)
+            .map(|(&id, g)| match g {
+                Guard::Read(r) => (id, &**r),
+                Guard::Write(_) => unreachable!("only out is write-locked"),
+            })
+            .collect();
+        let views: Vec<Option<&CpuStorage>> = inputs
+            .iter()
+            .map(|id| reads.iter().find(|(rid, _)| rid == id).map(|(_, s)| *s))
+            .collect();
+        body(&views, &mut out_guard)
+    }
+
+    /// Runs `body` with exclusive access to one buffer.
+    pub fn with_buffer_mut<R>(&self, kernel: &str, id: BufferId, body: impl FnOnce(&mut CpuStorage) -> Result<R>) -> Result<R> {
+        let slot = self.slot(id, kernel)?;
+        let mut guard = slot.write();
+        body(&mut guard)
+    }
+
+    /// Runs `body` with shared access to one buffer.
+    pub fn with_buffer<R>(&self, kernel: &str, id: BufferId, body: impl FnOnce(&CpuStorage) -> Result<R>) -> Result<R> {
+        let slot = self.slot(id, kernel)?;
+        let guard = slot.read();
+        body(&guard)
+    }
+}
+
+fn unknown(id: BufferId, kernel: &str) -> BackendError {
+    BackendError::invalid(format!("{kernel}: unknown buffer handle {} (never allocated, or already freed)", id.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_round_trip_every_dtype() {
+        for dtype in DType::ALL {
+            let mut s = CpuStorage::zeros(dtype, 3);
+            let n = 3 * dtype.size_in_bytes();
+            let bytes: Vec<u8> = (0..n).map(|i| if dtype == DType::Bool { (i % 2) as u8 } else { i as u8 }).collect();
+            s.copy_from_bytes(&bytes).unwrap();
+            let mut back = vec![0u8; n];
+            s.copy_to_bytes(&mut back).unwrap();
+            assert_eq!(back, bytes, "{dtype}");
+        }
+    }
+
+    #[test]
+    fn bad_bytes_are_refused() {
+        let mut s = CpuStorage::zeros(DType::Bool, 2);
+        assert!(s.copy_from_bytes(&[0, 2]).unwrap_err().message.contains("byte 2"));
+        assert!(s.copy_from_bytes(&[0]).is_err());
+    }
+
+    #[test]
+    fn store_tracks_live_buffers_and_aliasing() {
+        let store = BufferStore::default();
+        let a = store.alloc(DType::F32, 4).unwrap();
+        let b = store.alloc(DType::F32, 4).unwrap();
+        assert_eq!(store.len(), 2);
+        assert!(store.with_buffers("k", &[a], a, false, |_, _| Ok(())).is_err());
+        let saw_alias = store.with_buffers("k", &[b, a], a, true, |ins, _| Ok(ins[1].is_none() && ins[0].is_some())).unwrap();
+        assert!(saw_alias);
+        store.free(a).unwrap();
+        assert!(store.free(a).unwrap_err().message.contains("unknown buffer"));
+        assert_eq!(store.len(), 1);
+    }
+}
