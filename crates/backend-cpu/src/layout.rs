@@ -12,9 +12,7 @@ use keras_backend_api::shape::contiguous_strides;
 pub fn broadcast_strides(src: &[usize], dst: &[usize]) -> Vec<isize> {
     let dense = contiguous_strides(src);
     let lead = dst.len() - src.len();
-    (0..dst.len())
-        .map(|i| if i < lead || src[i - lead] == 1 { 0 } else { dense[i - lead] as isize })
-        .collect()
+    (0..dst.len()).map(|i| if i < lead || src[i - lead] == 1 { 0 } else { dense[i - lead] as isize }).collect()
 }
 
 /// The dense (row-major) strides of `shape` as `isize`.

@@ -19,8 +19,8 @@ pub mod storage;
 
 use abi_stable::std_types::{RResult, RSlice, RSliceMut, RString, RVec};
 use keras_backend_api::{
-    ArgReduceOp, Backend, BackendError, BackendInfo, BackendResult, BinaryOp, BufferId, ConvParams,
-    DType, Distribution, Layout, OpKind, PoolParams, ReduceOp, TensorRef, UnaryOp,
+    ArgReduceOp, Backend, BackendError, BackendInfo, BackendResult, BinaryOp, BufferId, ConvParams, DType,
+    Distribution, Layout, OpKind, PoolParams, ReduceOp, TensorRef, UnaryOp,
 };
 
 use ops::{Tensor, TensorMut};
@@ -164,8 +164,17 @@ impl Backend for CpuBackend {
 
     fn supports(&self, op: OpKind, dtype: DType) -> bool {
         match op {
-            OpKind::Fill | OpKind::Cast | OpKind::Permute | OpKind::Slice | OpKind::Concat | OpKind::Pad
-            | OpKind::Reverse | OpKind::Gather | OpKind::Tile | OpKind::Repeat | OpKind::ResizeNearest
+            OpKind::Fill
+            | OpKind::Cast
+            | OpKind::Permute
+            | OpKind::Slice
+            | OpKind::Concat
+            | OpKind::Pad
+            | OpKind::Reverse
+            | OpKind::Gather
+            | OpKind::Tile
+            | OpKind::Repeat
+            | OpKind::ResizeNearest
             | OpKind::Select => true,
             OpKind::Binary | OpKind::Reduce => NUMERIC.contains(&dtype) || dtype == DType::Bool,
             OpKind::ArgReduce | OpKind::ScatterAdd => NUMERIC.contains(&dtype),
@@ -239,7 +248,13 @@ impl Backend for CpuBackend {
         ))
     }
 
-    fn select(&self, cond: TensorRef<'_>, on_true: TensorRef<'_>, on_false: TensorRef<'_>, out: TensorRef<'_>) -> BackendResult<()> {
+    fn select(
+        &self,
+        cond: TensorRef<'_>,
+        on_true: TensorRef<'_>,
+        on_false: TensorRef<'_>,
+        out: TensorRef<'_>,
+    ) -> BackendResult<()> {
         to_abi(self.run("select", &["cond", "on_true", "on_false"], &[cond, on_true, on_false], out, |t, out| {
             ops::elementwise::select(t[0], t[1], t[2], out)
         }))
@@ -257,7 +272,14 @@ impl Backend for CpuBackend {
         to_abi(self.run("arg_reduce", &["x"], &[x], out, |t, out| ops::reduce::arg_reduce(op, t[0], axis, out)))
     }
 
-    fn matmul(&self, a: TensorRef<'_>, b: TensorRef<'_>, out: TensorRef<'_>, transpose_a: bool, transpose_b: bool) -> BackendResult<()> {
+    fn matmul(
+        &self,
+        a: TensorRef<'_>,
+        b: TensorRef<'_>,
+        out: TensorRef<'_>,
+        transpose_a: bool,
+        transpose_b: bool,
+    ) -> BackendResult<()> {
         to_abi(self.run("matmul", &["a", "b"], &[a, b], out, |t, out| {
             ops::matmul::matmul(t[0], t[1], out, transpose_a, transpose_b)
         }))
@@ -267,7 +289,13 @@ impl Backend for CpuBackend {
         to_abi(self.run("permute", &["x"], &[x], out, |t, out| ops::movement::permute(t[0], &perm, out)))
     }
 
-    fn slice(&self, x: TensorRef<'_>, starts: RSlice<'_, usize>, steps: RSlice<'_, isize>, out: TensorRef<'_>) -> BackendResult<()> {
+    fn slice(
+        &self,
+        x: TensorRef<'_>,
+        starts: RSlice<'_, usize>,
+        steps: RSlice<'_, isize>,
+        out: TensorRef<'_>,
+    ) -> BackendResult<()> {
         to_abi(self.run("slice", &["x"], &[x], out, |t, out| ops::movement::slice(t[0], &starts, &steps, out)))
     }
 
@@ -277,7 +305,14 @@ impl Backend for CpuBackend {
         to_abi(self.run("concat", &names, &inputs, out, |t, out| ops::movement::concat(t, axis, out)))
     }
 
-    fn pad(&self, x: TensorRef<'_>, before: RSlice<'_, usize>, after: RSlice<'_, usize>, value: f64, out: TensorRef<'_>) -> BackendResult<()> {
+    fn pad(
+        &self,
+        x: TensorRef<'_>,
+        before: RSlice<'_, usize>,
+        after: RSlice<'_, usize>,
+        value: f64,
+        out: TensorRef<'_>,
+    ) -> BackendResult<()> {
         to_abi(self.run("pad", &["x"], &[x], out, |t, out| ops::movement::pad(t[0], &before, &after, value, out)))
     }
 
@@ -291,7 +326,13 @@ impl Backend for CpuBackend {
         }))
     }
 
-    fn scatter_add(&self, updates: TensorRef<'_>, indices: TensorRef<'_>, axis: usize, out: TensorRef<'_>) -> BackendResult<()> {
+    fn scatter_add(
+        &self,
+        updates: TensorRef<'_>,
+        indices: TensorRef<'_>,
+        axis: usize,
+        out: TensorRef<'_>,
+    ) -> BackendResult<()> {
         to_abi(self.run("scatter_add", &["updates", "indices"], &[updates, indices], out, |t, out| {
             ops::movement::scatter_add(t[0], t[1], axis, out)
         }))
@@ -309,17 +350,37 @@ impl Backend for CpuBackend {
         to_abi(self.run("one_hot", &["indices"], &[indices], out, |t, out| ops::movement::one_hot(t[0], out)))
     }
 
-    fn conv(&self, x: TensorRef<'_>, kernel: TensorRef<'_>, out: TensorRef<'_>, params: ConvParams<'_>) -> BackendResult<()> {
-        to_abi(self.run("conv", &["x", "kernel"], &[x, kernel], out, |t, out| ops::conv::conv(t[0], t[1], out, &params)))
+    fn conv(
+        &self,
+        x: TensorRef<'_>,
+        kernel: TensorRef<'_>,
+        out: TensorRef<'_>,
+        params: ConvParams<'_>,
+    ) -> BackendResult<()> {
+        to_abi(
+            self.run("conv", &["x", "kernel"], &[x, kernel], out, |t, out| ops::conv::conv(t[0], t[1], out, &params)),
+        )
     }
 
-    fn conv_backward_data(&self, dy: TensorRef<'_>, kernel: TensorRef<'_>, dx: TensorRef<'_>, params: ConvParams<'_>) -> BackendResult<()> {
+    fn conv_backward_data(
+        &self,
+        dy: TensorRef<'_>,
+        kernel: TensorRef<'_>,
+        dx: TensorRef<'_>,
+        params: ConvParams<'_>,
+    ) -> BackendResult<()> {
         to_abi(self.run("conv_backward_data", &["dy", "kernel"], &[dy, kernel], dx, |t, dx| {
             ops::conv::conv_backward_data(t[0], t[1], dx, &params)
         }))
     }
 
-    fn conv_backward_filter(&self, x: TensorRef<'_>, dy: TensorRef<'_>, dkernel: TensorRef<'_>, params: ConvParams<'_>) -> BackendResult<()> {
+    fn conv_backward_filter(
+        &self,
+        x: TensorRef<'_>,
+        dy: TensorRef<'_>,
+        dkernel: TensorRef<'_>,
+        params: ConvParams<'_>,
+    ) -> BackendResult<()> {
         to_abi(self.run("conv_backward_filter", &["x", "dy"], &[x, dy], dkernel, |t, dk| {
             ops::conv::conv_backward_filter(t[0], t[1], dk, &params)
         }))
@@ -329,8 +390,16 @@ impl Backend for CpuBackend {
         to_abi(self.run("pool", &["x"], &[x], out, |t, out| ops::pool::pool(t[0], out, &params)))
     }
 
-    fn pool_backward(&self, x: TensorRef<'_>, dy: TensorRef<'_>, dx: TensorRef<'_>, params: PoolParams<'_>) -> BackendResult<()> {
-        to_abi(self.run("pool_backward", &["x", "dy"], &[x, dy], dx, |t, dx| ops::pool::pool_backward(t[0], t[1], dx, &params)))
+    fn pool_backward(
+        &self,
+        x: TensorRef<'_>,
+        dy: TensorRef<'_>,
+        dx: TensorRef<'_>,
+        params: PoolParams<'_>,
+    ) -> BackendResult<()> {
+        to_abi(self.run("pool_backward", &["x", "dy"], &[x, dy], dx, |t, dx| {
+            ops::pool::pool_backward(t[0], t[1], dx, &params)
+        }))
     }
 
     fn resize_nearest(&self, x: TensorRef<'_>, out: TensorRef<'_>, layout: Layout) -> BackendResult<()> {
@@ -355,8 +424,12 @@ impl Backend for CpuBackend {
         epsilon: f64,
         out: TensorRef<'_>,
     ) -> BackendResult<()> {
-        to_abi(self.run("batch_norm", &["x", "mean", "var", "beta", "gamma"], &[x, mean, var, beta, gamma], out, |t, out| {
-            ops::fused::batch_norm(t[0], t[1], t[2], t[3], t[4], epsilon, out)
-        }))
+        to_abi(self.run(
+            "batch_norm",
+            &["x", "mean", "var", "beta", "gamma"],
+            &[x, mean, var, beta, gamma],
+            out,
+            |t, out| ops::fused::batch_norm(t[0], t[1], t[2], t[3], t[4], epsilon, out),
+        ))
     }
 }

@@ -100,7 +100,9 @@ impl CpuStorage {
         match self {
             CpuStorage::Bool(v) => {
                 if let Some(bad) = bytes.iter().find(|&&b| b > 1) {
-                    return Err(BackendError::invalid(format!("upload: bool buffer given the byte {bad}; bools are 0 or 1")));
+                    return Err(BackendError::invalid(format!(
+                        "upload: bool buffer given the byte {bad}; bools are 0 or 1"
+                    )));
                 }
                 v.iter_mut().zip(bytes).for_each(|(d, &b)| *d = b == 1);
             }
@@ -232,15 +234,18 @@ impl BufferStore {
                 Guard::Write(_) => unreachable!("only out is write-locked"),
             })
             .collect();
-        let views: Vec<Option<&CpuStorage>> = inputs
-            .iter()
-            .map(|id| reads.iter().find(|(rid, _)| rid == id).map(|(_, s)| *s))
-            .collect();
+        let views: Vec<Option<&CpuStorage>> =
+            inputs.iter().map(|id| reads.iter().find(|(rid, _)| rid == id).map(|(_, s)| *s)).collect();
         body(&views, &mut out_guard)
     }
 
     /// Runs `body` with exclusive access to one buffer.
-    pub fn with_buffer_mut<R>(&self, kernel: &str, id: BufferId, body: impl FnOnce(&mut CpuStorage) -> Result<R>) -> Result<R> {
+    pub fn with_buffer_mut<R>(
+        &self,
+        kernel: &str,
+        id: BufferId,
+        body: impl FnOnce(&mut CpuStorage) -> Result<R>,
+    ) -> Result<R> {
         let slot = self.slot(id, kernel)?;
         let mut guard = slot.write();
         body(&mut guard)
@@ -289,10 +294,51 @@ mod tests {
         let b = store.alloc(DType::F32, 4).unwrap();
         assert_eq!(store.len(), 2);
         assert!(store.with_buffers("k", &[a], a, false, |_, _| Ok(())).is_err());
-        let saw_alias = store.with_buffers("k", &[b, a], a, true, |ins, _| Ok(ins[1].is_none() && ins[0].is_some())).unwrap();
+        let saw_alias =
+            store.with_buffers("k", &[b, a], a, true, |ins, _| Ok(ins[1].is_none() && ins[0].is_some())).unwrap();
         assert!(saw_alias);
         store.free(a).unwrap();
         assert!(store.free(a).unwrap_err().message.contains("unknown buffer"));
         assert_eq!(store.len(), 1);
     }
+}
+
+/// Runs `$body` with `$x` and `$y` bound to the typed vectors of two storages of the same dtype,
+/// or evaluates to an `InvalidArgument` error naming `$kernel` and both dtypes.
+#[macro_export]
+macro_rules! with_same_dtype {
+    ($kernel:expr, ($a:expr, $b:expr), ($x:ident, $y:ident) => $body:expr) => {
+        match ($a, $b) {
+            ($crate::CpuStorage::F16($x), $crate::CpuStorage::F16($y)) => $body,
+            ($crate::CpuStorage::F32($x), $crate::CpuStorage::F32($y)) => $body,
+            ($crate::CpuStorage::F64($x), $crate::CpuStorage::F64($y)) => $body,
+            ($crate::CpuStorage::I32($x), $crate::CpuStorage::I32($y)) => $body,
+            ($crate::CpuStorage::I64($x), $crate::CpuStorage::I64($y)) => $body,
+            ($crate::CpuStorage::U8($x), $crate::CpuStorage::U8($y)) => $body,
+            ($crate::CpuStorage::Bool($x), $crate::CpuStorage::Bool($y)) => $body,
+            (a, b) => Err($crate::storage::dtype_mismatch($kernel, a.dtype(), b.dtype())),
+        }
+    };
+}
+
+/// Runs `$body` with `$x` and `$y` bound to two `F32` or two `F64` vectors, or evaluates to an
+/// error (`Unsupported` for other float/integer dtypes, `InvalidArgument` for a mismatch).
+#[macro_export]
+macro_rules! with_float_pair {
+    ($kernel:expr, ($a:expr, $b:expr), ($x:ident, $y:ident) => $body:expr) => {
+        match ($a, $b) {
+            ($crate::CpuStorage::F32($x), $crate::CpuStorage::F32($y)) => $body,
+            ($crate::CpuStorage::F64($x), $crate::CpuStorage::F64($y)) => $body,
+            (a, b) if a.dtype() == b.dtype() => {
+                Err(keras_backend_api::BackendError::unsupported(format!("{} on {}", $kernel, a.dtype())))
+            }
+            (a, b) => Err($crate::storage::dtype_mismatch($kernel, a.dtype(), b.dtype())),
+        }
+    };
+}
+
+/// The error for two tensors that must share a dtype and do not.
+#[cold]
+pub fn dtype_mismatch(kernel: &str, a: DType, b: DType) -> BackendError {
+    BackendError::invalid(format!("{kernel}: dtypes differ ({a} and {b}); this kernel needs them equal"))
 }

@@ -15,9 +15,8 @@ use std::{
 
 use abi_stable::std_types::{RErr, ROk, RSlice, RSliceMut, RString, RVec};
 use keras_backend_api::{
-    ArgReduceOp, Backend, BackendError, BackendInfo, BackendResult, BinaryOp, BufferId,
-    ConvParams, DType, Distribution, Layout, OpKind, PoolParams, ReduceOp, TensorRef, UnaryOp,
-    export_backend,
+    ArgReduceOp, Backend, BackendError, BackendInfo, BackendResult, BinaryOp, BufferId, ConvParams, DType,
+    Distribution, Layout, OpKind, PoolParams, ReduceOp, TensorRef, UnaryOp, export_backend,
 };
 
 /// Host-memory buffers: bytes plus dtype, keyed by handle.
@@ -32,7 +31,11 @@ impl NullBackend {
         Ok(Self::default())
     }
 
-    fn with_buffer<T>(&self, id: BufferId, f: impl FnOnce(DType, &mut Vec<u8>) -> BackendResult<T>) -> BackendResult<T> {
+    fn with_buffer<T>(
+        &self,
+        id: BufferId,
+        f: impl FnOnce(DType, &mut Vec<u8>) -> BackendResult<T>,
+    ) -> BackendResult<T> {
         let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
         match buffers.get_mut(&id.0) {
             Some((dtype, bytes)) => f(*dtype, bytes),
@@ -78,7 +81,11 @@ impl Backend for NullBackend {
     fn upload(&self, buffer: BufferId, bytes: RSlice<'_, u8>) -> BackendResult<()> {
         self.with_buffer(buffer, |_, data| {
             if data.len() != bytes.len() {
-                return RErr(BackendError::invalid(format!("null: upload of {} bytes into {}", bytes.len(), data.len())));
+                return RErr(BackendError::invalid(format!(
+                    "null: upload of {} bytes into {}",
+                    bytes.len(),
+                    data.len()
+                )));
             }
             data.copy_from_slice(&bytes);
             ROk(())
@@ -87,7 +94,11 @@ impl Backend for NullBackend {
     fn download(&self, buffer: BufferId, mut bytes: RSliceMut<'_, u8>) -> BackendResult<()> {
         self.with_buffer(buffer, |_, data| {
             if data.len() != bytes.len() {
-                return RErr(BackendError::invalid(format!("null: download of {} bytes into {}", data.len(), bytes.len())));
+                return RErr(BackendError::invalid(format!(
+                    "null: download of {} bytes into {}",
+                    data.len(),
+                    bytes.len()
+                )));
             }
             bytes.copy_from_slice(data);
             ROk(())
@@ -106,32 +117,124 @@ impl Backend for NullBackend {
             ROk(())
         })
     }
-    fn unary(&self, _: UnaryOp, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> { declined("unary") }
-    fn binary(&self, _: BinaryOp, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> { declined("binary") }
-    fn select(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> { declined("select") }
-    fn cast(&self, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> { declined("cast") }
-    fn reduce(&self, _: ReduceOp, _: TensorRef<'_>, _: RSlice<'_, usize>, _: TensorRef<'_>) -> BackendResult<()> { declined("reduce") }
-    fn arg_reduce(&self, _: ArgReduceOp, _: TensorRef<'_>, _: usize, _: TensorRef<'_>) -> BackendResult<()> { declined("arg_reduce") }
-    fn matmul(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: bool, _: bool) -> BackendResult<()> { declined("matmul") }
-    fn permute(&self, _: TensorRef<'_>, _: RSlice<'_, usize>, _: TensorRef<'_>) -> BackendResult<()> { declined("permute") }
-    fn slice(&self, _: TensorRef<'_>, _: RSlice<'_, usize>, _: RSlice<'_, isize>, _: TensorRef<'_>) -> BackendResult<()> { declined("slice") }
-    fn concat(&self, _: RSlice<'_, TensorRef<'_>>, _: usize, _: TensorRef<'_>) -> BackendResult<()> { declined("concat") }
-    fn pad(&self, _: TensorRef<'_>, _: RSlice<'_, usize>, _: RSlice<'_, usize>, _: f64, _: TensorRef<'_>) -> BackendResult<()> { declined("pad") }
-    fn reverse(&self, _: TensorRef<'_>, _: RSlice<'_, usize>, _: TensorRef<'_>) -> BackendResult<()> { declined("reverse") }
-    fn gather(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: usize, _: TensorRef<'_>) -> BackendResult<()> { declined("gather") }
-    fn scatter_add(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: usize, _: TensorRef<'_>) -> BackendResult<()> { declined("scatter_add") }
-    fn tile(&self, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> { declined("tile") }
-    fn repeat(&self, _: TensorRef<'_>, _: usize, _: usize, _: TensorRef<'_>) -> BackendResult<()> { declined("repeat") }
-    fn one_hot(&self, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> { declined("one_hot") }
-    fn conv(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: ConvParams<'_>) -> BackendResult<()> { declined("conv") }
-    fn conv_backward_data(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: ConvParams<'_>) -> BackendResult<()> { declined("conv_backward_data") }
-    fn conv_backward_filter(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: ConvParams<'_>) -> BackendResult<()> { declined("conv_backward_filter") }
-    fn pool(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: PoolParams<'_>) -> BackendResult<()> { declined("pool") }
-    fn pool_backward(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: PoolParams<'_>) -> BackendResult<()> { declined("pool_backward") }
-    fn resize_nearest(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: Layout) -> BackendResult<()> { declined("resize_nearest") }
-    fn random(&self, _: Distribution, _: u64, _: u64, _: TensorRef<'_>) -> BackendResult<()> { declined("random") }
-    fn softmax(&self, _: TensorRef<'_>, _: usize, _: bool, _: TensorRef<'_>) -> BackendResult<()> { declined("softmax") }
-    fn batch_norm(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: f64, _: TensorRef<'_>) -> BackendResult<()> { declined("batch_norm") }
+    fn unary(&self, _: UnaryOp, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("unary")
+    }
+    fn binary(&self, _: BinaryOp, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("binary")
+    }
+    fn select(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("select")
+    }
+    fn cast(&self, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("cast")
+    }
+    fn reduce(&self, _: ReduceOp, _: TensorRef<'_>, _: RSlice<'_, usize>, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("reduce")
+    }
+    fn arg_reduce(&self, _: ArgReduceOp, _: TensorRef<'_>, _: usize, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("arg_reduce")
+    }
+    fn matmul(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: bool, _: bool) -> BackendResult<()> {
+        declined("matmul")
+    }
+    fn permute(&self, _: TensorRef<'_>, _: RSlice<'_, usize>, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("permute")
+    }
+    fn slice(
+        &self,
+        _: TensorRef<'_>,
+        _: RSlice<'_, usize>,
+        _: RSlice<'_, isize>,
+        _: TensorRef<'_>,
+    ) -> BackendResult<()> {
+        declined("slice")
+    }
+    fn concat(&self, _: RSlice<'_, TensorRef<'_>>, _: usize, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("concat")
+    }
+    fn pad(
+        &self,
+        _: TensorRef<'_>,
+        _: RSlice<'_, usize>,
+        _: RSlice<'_, usize>,
+        _: f64,
+        _: TensorRef<'_>,
+    ) -> BackendResult<()> {
+        declined("pad")
+    }
+    fn reverse(&self, _: TensorRef<'_>, _: RSlice<'_, usize>, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("reverse")
+    }
+    fn gather(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: usize, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("gather")
+    }
+    fn scatter_add(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: usize, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("scatter_add")
+    }
+    fn tile(&self, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("tile")
+    }
+    fn repeat(&self, _: TensorRef<'_>, _: usize, _: usize, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("repeat")
+    }
+    fn one_hot(&self, _: TensorRef<'_>, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("one_hot")
+    }
+    fn conv(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: TensorRef<'_>, _: ConvParams<'_>) -> BackendResult<()> {
+        declined("conv")
+    }
+    fn conv_backward_data(
+        &self,
+        _: TensorRef<'_>,
+        _: TensorRef<'_>,
+        _: TensorRef<'_>,
+        _: ConvParams<'_>,
+    ) -> BackendResult<()> {
+        declined("conv_backward_data")
+    }
+    fn conv_backward_filter(
+        &self,
+        _: TensorRef<'_>,
+        _: TensorRef<'_>,
+        _: TensorRef<'_>,
+        _: ConvParams<'_>,
+    ) -> BackendResult<()> {
+        declined("conv_backward_filter")
+    }
+    fn pool(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: PoolParams<'_>) -> BackendResult<()> {
+        declined("pool")
+    }
+    fn pool_backward(
+        &self,
+        _: TensorRef<'_>,
+        _: TensorRef<'_>,
+        _: TensorRef<'_>,
+        _: PoolParams<'_>,
+    ) -> BackendResult<()> {
+        declined("pool_backward")
+    }
+    fn resize_nearest(&self, _: TensorRef<'_>, _: TensorRef<'_>, _: Layout) -> BackendResult<()> {
+        declined("resize_nearest")
+    }
+    fn random(&self, _: Distribution, _: u64, _: u64, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("random")
+    }
+    fn softmax(&self, _: TensorRef<'_>, _: usize, _: bool, _: TensorRef<'_>) -> BackendResult<()> {
+        declined("softmax")
+    }
+    fn batch_norm(
+        &self,
+        _: TensorRef<'_>,
+        _: TensorRef<'_>,
+        _: TensorRef<'_>,
+        _: TensorRef<'_>,
+        _: TensorRef<'_>,
+        _: f64,
+        _: TensorRef<'_>,
+    ) -> BackendResult<()> {
+        declined("batch_norm")
+    }
 }
 
 export_backend!(name: "null", constructor: NullBackend::new);

@@ -6,8 +6,8 @@ use abi_stable::{
 };
 
 use crate::{
-    ArgReduceOp, BackendInfo, BackendResult, BinaryOp, BufferId, ConvParams, DType, Distribution,
-    Layout, OpKind, PoolParams, ReduceOp, TensorRef, UnaryOp,
+    ArgReduceOp, BackendInfo, BackendResult, BinaryOp, BufferId, ConvParams, DType, Distribution, Layout, OpKind,
+    PoolParams, ReduceOp, TensorRef, UnaryOp,
 };
 
 /// A backend: buffers on a device and the primitive kernels that run on them.
@@ -167,7 +167,13 @@ pub trait Backend: Send + Sync {
     // ----- convolution and pooling (float dtypes) -----
 
     /// N-d convolution ([`ConvParams`] defines it).
-    fn conv(&self, x: TensorRef<'_>, kernel: TensorRef<'_>, out: TensorRef<'_>, params: ConvParams<'_>) -> BackendResult<()>;
+    fn conv(
+        &self,
+        x: TensorRef<'_>,
+        kernel: TensorRef<'_>,
+        out: TensorRef<'_>,
+        params: ConvParams<'_>,
+    ) -> BackendResult<()>;
 
     /// Gradient of [`conv`](Backend::conv) with respect to `x`, given `dy` (out's gradient);
     /// `dx` has the input's shape.

@@ -28,15 +28,7 @@ pub enum DType {
 
 impl DType {
     /// Every dtype of the contract, in declaration order.
-    pub const ALL: [DType; 7] = [
-        DType::F16,
-        DType::F32,
-        DType::F64,
-        DType::I32,
-        DType::I64,
-        DType::U8,
-        DType::Bool,
-    ];
+    pub const ALL: [DType; 7] = [DType::F16, DType::F32, DType::F64, DType::I32, DType::I64, DType::U8, DType::Bool];
 
     /// Bytes per element.
     pub const fn size_in_bytes(self) -> usize {

@@ -82,12 +82,10 @@ pub use backend::{Backend, Backend_TO};
 pub use dtype::DType;
 pub use error::{BackendError, BackendResult, ErrorKind};
 pub use ops::{
-    ArgReduceOp, BinaryOp, ConvParams, Distribution, Layout, OpKind, PoolMode, PoolParams, ReduceOp,
-    UnaryOp,
+    ArgReduceOp, BinaryOp, ConvParams, Distribution, Layout, OpKind, PoolMode, PoolParams, ReduceOp, UnaryOp,
 };
 pub use plugin::{
-    BackendBox, PLUGIN_DECLARATION_SYMBOL, PLUGIN_MAGIC, PluginDeclaration, PluginModule,
-    PluginModuleRef,
+    BackendBox, PLUGIN_DECLARATION_SYMBOL, PLUGIN_MAGIC, PluginDeclaration, PluginModule, PluginModuleRef,
 };
 pub use tensor::{BackendInfo, BufferId, TensorRef};
 

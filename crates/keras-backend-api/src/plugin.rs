@@ -9,14 +9,14 @@ use abi_stable::{
     StableAbi, declare_root_module_statics,
     library::RootModule,
     package_version_strings,
-    sabi_types::VersionStrings,
     sabi_trait::TD_Opaque,
+    sabi_types::VersionStrings,
     std_types::{RBox, RErr, RResult, RSlice, RSliceMut},
 };
 
 use crate::{
-    ArgReduceOp, Backend, Backend_TO, BackendError, BackendInfo, BackendResult, BinaryOp, BufferId,
-    ConvParams, DType, Distribution, Layout, OpKind, PoolParams, ReduceOp, TensorRef, UnaryOp,
+    ArgReduceOp, Backend, Backend_TO, BackendError, BackendInfo, BackendResult, BinaryOp, BufferId, ConvParams, DType,
+    Distribution, Layout, OpKind, PoolParams, ReduceOp, TensorRef, UnaryOp,
 };
 
 /// Bytes every plugin declaration starts with.
