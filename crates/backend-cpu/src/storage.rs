@@ -263,46 +263,6 @@ fn unknown(id: BufferId, kernel: &str) -> BackendError {
     BackendError::invalid(format!("{kernel}: unknown buffer handle {} (never allocated, or already freed)", id.0))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_round_trip_every_dtype() {
-        for dtype in DType::ALL {
-            let mut s = CpuStorage::zeros(dtype, 3);
-            let n = 3 * dtype.size_in_bytes();
-            let bytes: Vec<u8> = (0..n).map(|i| if dtype == DType::Bool { (i % 2) as u8 } else { i as u8 }).collect();
-            s.copy_from_bytes(&bytes).unwrap();
-            let mut back = vec![0u8; n];
-            s.copy_to_bytes(&mut back).unwrap();
-            assert_eq!(back, bytes, "{dtype}");
-        }
-    }
-
-    #[test]
-    fn bad_bytes_are_refused() {
-        let mut s = CpuStorage::zeros(DType::Bool, 2);
-        assert!(s.copy_from_bytes(&[0, 2]).unwrap_err().message.contains("byte 2"));
-        assert!(s.copy_from_bytes(&[0]).is_err());
-    }
-
-    #[test]
-    fn store_tracks_live_buffers_and_aliasing() {
-        let store = BufferStore::default();
-        let a = store.alloc(DType::F32, 4).unwrap();
-        let b = store.alloc(DType::F32, 4).unwrap();
-        assert_eq!(store.len(), 2);
-        assert!(store.with_buffers("k", &[a], a, false, |_, _| Ok(())).is_err());
-        let saw_alias =
-            store.with_buffers("k", &[b, a], a, true, |ins, _| Ok(ins[1].is_none() && ins[0].is_some())).unwrap();
-        assert!(saw_alias);
-        store.free(a).unwrap();
-        assert!(store.free(a).unwrap_err().message.contains("unknown buffer"));
-        assert_eq!(store.len(), 1);
-    }
-}
-
 /// Runs `$body` with `$x` and `$y` bound to the typed vectors of two storages of the same dtype,
 /// or evaluates to an `InvalidArgument` error naming `$kernel` and both dtypes.
 #[macro_export]
@@ -341,4 +301,44 @@ macro_rules! with_float_pair {
 #[cold]
 pub fn dtype_mismatch(kernel: &str, a: DType, b: DType) -> BackendError {
     BackendError::invalid(format!("{kernel}: dtypes differ ({a} and {b}); this kernel needs them equal"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_round_trip_every_dtype() {
+        for dtype in DType::ALL {
+            let mut s = CpuStorage::zeros(dtype, 3);
+            let n = 3 * dtype.size_in_bytes();
+            let bytes: Vec<u8> = (0..n).map(|i| if dtype == DType::Bool { (i % 2) as u8 } else { i as u8 }).collect();
+            s.copy_from_bytes(&bytes).unwrap();
+            let mut back = vec![0u8; n];
+            s.copy_to_bytes(&mut back).unwrap();
+            assert_eq!(back, bytes, "{dtype}");
+        }
+    }
+
+    #[test]
+    fn bad_bytes_are_refused() {
+        let mut s = CpuStorage::zeros(DType::Bool, 2);
+        assert!(s.copy_from_bytes(&[0, 2]).unwrap_err().message.contains("byte 2"));
+        assert!(s.copy_from_bytes(&[0]).is_err());
+    }
+
+    #[test]
+    fn store_tracks_live_buffers_and_aliasing() {
+        let store = BufferStore::default();
+        let a = store.alloc(DType::F32, 4).unwrap();
+        let b = store.alloc(DType::F32, 4).unwrap();
+        assert_eq!(store.len(), 2);
+        assert!(store.with_buffers("k", &[a], a, false, |_, _| Ok(())).is_err());
+        let saw_alias =
+            store.with_buffers("k", &[b, a], a, true, |ins, _| Ok(ins[1].is_none() && ins[0].is_some())).unwrap();
+        assert!(saw_alias);
+        store.free(a).unwrap();
+        assert!(store.free(a).unwrap_err().message.contains("unknown buffer"));
+        assert_eq!(store.len(), 1);
+    }
 }

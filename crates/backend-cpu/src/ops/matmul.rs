@@ -1,10 +1,14 @@
 //! Batched matrix product on the `gemm` crate, and the one GEMM entry point other kernels
 //! (convolution) call.
 
-use keras_backend_api::BackendError;
+use keras_backend_api::{BackendError, shape};
+use rayon::prelude::*;
 
 use super::{Tensor, TensorMut};
-use crate::Result;
+use crate::{
+    CpuStorage, Result,
+    layout::{StridedIndex, broadcast_strides},
+};
 
 /// Element types the GEMM runs on.
 pub trait GemmScalar: Copy + Send + Sync + 'static + num_traits::Zero + num_traits::One {}
@@ -112,10 +116,131 @@ pub fn gemm<T: GemmScalar>(
     Ok(())
 }
 
-/// `out = op(a) · op(b)` with batch broadcasting.
+/// `out = op(a) · op(b)` with batch broadcasting, where `op` transposes the last two dims when
+/// its flag is set ([`keras_backend_api::shape::matmul`] gives the shape). `F32` or `F64`, all
+/// three tensors of the same dtype.
 pub fn matmul(a: Tensor<'_>, b: Tensor<'_>, out: TensorMut<'_>, transpose_a: bool, transpose_b: bool) -> Result<()> {
-    let _ = (a, b, out, transpose_a, transpose_b);
-    Err(BackendError::unsupported("matmul"))
+    let expected = shape::matmul(a.shape, b.shape, transpose_a, transpose_b).map_err(|e| {
+        BackendError::invalid(format!("matmul: {e} (a {:?}, b {:?}, out {:?})", a.shape, b.shape, out.shape))
+    })?;
+    if expected.as_slice() != out.shape {
+        return Err(BackendError::invalid(format!(
+            "matmul: out has shape {:?} but a {:?} and b {:?} (transpose_a {transpose_a}, transpose_b {transpose_b}) \
+             give {expected:?}",
+            out.shape, a.shape, b.shape
+        )));
+    }
+    let problem = BatchedProblem::new(a.shape, b.shape, out.shape, transpose_a, transpose_b);
+    match (a.data, b.data, &mut *out.data) {
+        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(out)) => problem.run(a, b, out),
+        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(out)) => problem.run(a, b, out),
+        (a, b, out) if a.dtype() == b.dtype() && b.dtype() == out.dtype() => {
+            Err(BackendError::unsupported(format!("matmul on {}", a.dtype())))
+        }
+        (a, b, out) => Err(BackendError::invalid(format!(
+            "matmul: dtypes differ (a {}, b {}, out {}); this kernel needs them equal",
+            a.dtype(),
+            b.dtype(),
+            out.dtype()
+        ))),
+    }
+}
+
+/// A validated batched product: per batch, an `m × k` times `k × n` GEMM.
+struct BatchedProblem {
+    m: usize,
+    k: usize,
+    n: usize,
+    /// Stored (untransposed) matrix dims of `a` and `b`.
+    a_dims: (usize, usize),
+    b_dims: (usize, usize),
+    transpose_a: bool,
+    transpose_b: bool,
+    /// Element offset of each batch's matrix in `a` and `b`, in `out`'s batch order
+    /// (broadcast batches repeat an offset).
+    a_offsets: Vec<usize>,
+    b_offsets: Vec<usize>,
+    /// `a` has one matrix per output batch, laid out in output order.
+    a_dense: bool,
+}
+
+impl BatchedProblem {
+    /// Precomputes the per-batch offsets. The shapes have passed `shape::matmul`.
+    fn new(a: &[usize], b: &[usize], out: &[usize], transpose_a: bool, transpose_b: bool) -> Self {
+        let (a_batch, a_dims) = split_matrix(a);
+        let (b_batch, b_dims) = split_matrix(b);
+        let (out_batch, _) = split_matrix(out);
+        let (m, k) = if transpose_a { (a_dims.1, a_dims.0) } else { a_dims };
+        let n = if transpose_b { b_dims.0 } else { b_dims.1 };
+        let offsets = |batch: &[usize], matrix: usize| -> Vec<usize> {
+            let strides: Vec<isize> =
+                broadcast_strides(batch, out_batch).into_iter().map(|s| s * matrix as isize).collect();
+            StridedIndex::new(out_batch, &strides, 0).collect()
+        };
+        // Without broadcasting, `a`'s batch dims (padded with leading 1s) equal `out`'s, so its
+        // matrices are already in output order.
+        let a_dense = a_batch.iter().product::<usize>() == out_batch.iter().product::<usize>();
+        BatchedProblem {
+            m,
+            k,
+            n,
+            a_dims,
+            b_dims,
+            transpose_a,
+            transpose_b,
+            a_offsets: offsets(a_batch, a_dims.0 * a_dims.1),
+            b_offsets: offsets(b_batch, b_dims.0 * b_dims.1),
+            a_dense,
+        }
+    }
+
+    fn view<'a, T>(data: &'a [T], offset: usize, dims: (usize, usize), transpose: bool) -> Result<MatView<'a, T>> {
+        let matrix = data.get(offset..offset + dims.0 * dims.1).ok_or_else(|| {
+            BackendError::internal(format!("matmul: matrix at offset {offset} lies outside {} elements", data.len()))
+        })?;
+        let view = MatView::row_major(matrix, dims.0, dims.1);
+        Ok(if transpose { view.t() } else { view })
+    }
+
+    fn run<T: GemmScalar>(&self, a: &[T], b: &[T], out: &mut [T]) -> Result<()> {
+        let (m, n) = (self.m, self.n);
+        if m == 0 || n == 0 || self.a_offsets.is_empty() {
+            return Ok(());
+        }
+        let batches = self.a_offsets.len();
+        let single_b = self.b_offsets.iter().all(|&o| o == 0);
+        if batches > 1 && single_b && self.a_dense && !self.transpose_a {
+            // Dense-layer case: stacking the batches of `a` gives one (batch·m) × k matrix that
+            // shares `b`, and one large GEMM beats many small ones.
+            let lhs = MatView::row_major(a, batches * m, self.k);
+            let rhs = Self::view(b, 0, self.b_dims, self.transpose_b)?;
+            return gemm(lhs, rhs, out, n, false);
+        }
+        let one = |(dst, (&a_off, &b_off)): (&mut [T], (&usize, &usize))| {
+            let lhs = Self::view(a, a_off, self.a_dims, self.transpose_a)?;
+            let rhs = Self::view(b, b_off, self.b_dims, self.transpose_b)?;
+            gemm(lhs, rhs, dst, n, false)
+        };
+        let pairs = self.a_offsets.iter().zip(&self.b_offsets);
+        let work = m.saturating_mul(n).saturating_mul(self.k);
+        if work < PARALLEL_WORK && work.saturating_mul(batches) >= PARALLEL_WORK {
+            // Each GEMM is too small to parallelise internally, but together they are worth
+            // spreading over the pool.
+            let pairs: Vec<_> = pairs.collect();
+            out.par_chunks_mut(m * n).zip(pairs).try_for_each(one)
+        } else {
+            out.chunks_mut(m * n).zip(pairs).try_for_each(one)
+        }
+    }
+}
+
+/// Splits a rank >= 2 shape into its batch dims and its matrix dims.
+fn split_matrix(shape: &[usize]) -> (&[usize], (usize, usize)) {
+    match shape {
+        [batch @ .., rows, cols] => (batch, (*rows, *cols)),
+        // Unreachable after `shape::matmul`; a degenerate answer keeps this total.
+        _ => (shape, (0, 0)),
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +259,200 @@ mod tests {
         let at = [1.0f32, 4., 2., 5., 3., 6.];
         gemm(MatView::row_major(&at, 3, 2).t(), MatView::row_major(&b, 3, 2), &mut c, 2, true).unwrap();
         assert_eq!(c, [8., 10., 20., 22.]);
+    }
+
+    /// Deterministic values in [-1, 1) that are not a simple pattern.
+    fn data(len: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+            })
+            .collect()
+    }
+
+    /// Reference batched product by the definition, in f64, with broadcasting done by index.
+    fn naive(a: &[f64], a_shape: &[usize], b: &[f64], b_shape: &[usize], ta: bool, tb: bool) -> (Vec<f64>, Vec<usize>) {
+        let out_shape = shape::matmul(a_shape, b_shape, ta, tb).unwrap();
+        let rank = out_shape.len();
+        let (m, n) = (out_shape[rank - 2], out_shape[rank - 1]);
+        let (ar, ac) = (a_shape[a_shape.len() - 2], a_shape[a_shape.len() - 1]);
+        let (br, bc) = (b_shape[b_shape.len() - 2], b_shape[b_shape.len() - 1]);
+        let k = if ta { ar } else { ac };
+        let batch_shape = &out_shape[..rank - 2];
+        let batches: usize = batch_shape.iter().product();
+        // Flat batch index of `operand` for output batch `i`: drop the broadcast coordinates.
+        let batch_of = |i: usize, operand: &[usize]| {
+            let op_batch = &operand[..operand.len() - 2];
+            let lead = batch_shape.len() - op_batch.len();
+            let mut rest = i;
+            let mut coords = vec![0; batch_shape.len()];
+            for d in (0..batch_shape.len()).rev() {
+                coords[d] = rest % batch_shape[d];
+                rest /= batch_shape[d];
+            }
+            op_batch
+                .iter()
+                .enumerate()
+                .fold(0, |acc, (d, &dim)| acc * dim + if dim == 1 { 0 } else { coords[d + lead] })
+        };
+        let mut out = vec![0.0; batches * m * n];
+        for i in 0..batches {
+            let (ab, bb) = (batch_of(i, a_shape) * ar * ac, batch_of(i, b_shape) * br * bc);
+            for r in 0..m {
+                for c in 0..n {
+                    let mut acc = 0.0;
+                    for p in 0..k {
+                        let x = if ta { a[ab + p * ac + r] } else { a[ab + r * ac + p] };
+                        let y = if tb { b[bb + c * bc + p] } else { b[bb + p * bc + c] };
+                        acc += x * y;
+                    }
+                    out[i * m * n + r * n + c] = acc;
+                }
+            }
+        }
+        (out, out_shape)
+    }
+
+    /// Runs the kernel in f32 and compares with the f64 reference.
+    fn check_f32(a_shape: &[usize], b_shape: &[usize], ta: bool, tb: bool) {
+        let a = data(a_shape.iter().product(), 1);
+        let b = data(b_shape.iter().product(), 2);
+        let (want, out_shape) = naive(&a, a_shape, &b, b_shape, ta, tb);
+        let a32 = CpuStorage::F32(a.iter().map(|&v| v as f32).collect());
+        let b32 = CpuStorage::F32(b.iter().map(|&v| v as f32).collect());
+        let mut out = CpuStorage::F32(vec![f32::NAN; want.len()]);
+        matmul(
+            Tensor { data: &a32, shape: a_shape },
+            Tensor { data: &b32, shape: b_shape },
+            TensorMut { data: &mut out, shape: &out_shape },
+            ta,
+            tb,
+        )
+        .unwrap();
+        let CpuStorage::F32(got) = out else { unreachable!() };
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{a_shape:?}·{b_shape:?} ({ta}, {tb}) at {i}: {g} vs {w}"
+            );
+        }
+    }
+
+    fn run_f32(
+        a: &[f32],
+        a_shape: &[usize],
+        b: &[f32],
+        b_shape: &[usize],
+        out_shape: &[usize],
+        ta: bool,
+        tb: bool,
+    ) -> Result<Vec<f32>> {
+        let (a, b) = (CpuStorage::F32(a.to_vec()), CpuStorage::F32(b.to_vec()));
+        let mut out = CpuStorage::F32(vec![f32::NAN; out_shape.iter().product()]);
+        matmul(
+            Tensor { data: &a, shape: a_shape },
+            Tensor { data: &b, shape: b_shape },
+            TensorMut { data: &mut out, shape: out_shape },
+            ta,
+            tb,
+        )?;
+        let CpuStorage::F32(out) = out else { unreachable!() };
+        Ok(out)
+    }
+
+    #[test]
+    fn matmul_by_hand() {
+        // [[1,2,3],[4,5,6]] · [[7,8],[9,10],[11,12]] = [[58,64],[139,154]]
+        let a = [1.0, 2., 3., 4., 5., 6.];
+        let b = [7.0, 8., 9., 10., 11., 12.];
+        assert_eq!(run_f32(&a, &[2, 3], &b, &[3, 2], &[2, 2], false, false).unwrap(), [58., 64., 139., 154.]);
+        // aᵀ·bᵀ with a read as [3, 2] and b as [2, 3]: aᵀ = [[1,3,5],[2,4,6]], bᵀ = [[7,10],[8,11],[9,12]].
+        assert_eq!(run_f32(&a, &[3, 2], &b, &[2, 3], &[2, 2], true, true).unwrap(), [76., 103., 100., 136.]);
+        // a · bᵀ with b read as [2, 3]: bᵀ = [[7,10],[8,11],[9,12]].
+        assert_eq!(run_f32(&a, &[2, 3], &b, &[2, 3], &[2, 2], false, true).unwrap(), [50., 68., 122., 167.]);
+    }
+
+    #[test]
+    fn matmul_transposes_and_sizes_match_reference() {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (m, k, n) = (17, 33, 9);
+            let a_shape = if ta { [k, m] } else { [m, k] };
+            let b_shape = if tb { [n, k] } else { [k, n] };
+            check_f32(&a_shape, &b_shape, ta, tb);
+            let (m, k, n) = (130, 70, 65);
+            let a_shape = if ta { [k, m] } else { [m, k] };
+            let b_shape = if tb { [n, k] } else { [k, n] };
+            check_f32(&a_shape, &b_shape, ta, tb);
+        }
+    }
+
+    #[test]
+    fn matmul_batch_broadcasts_both_sides() {
+        // folded dense-layer path, and the same with a transposed lhs (not foldable)
+        check_f32(&[5, 2, 3], &[3, 4], false, false);
+        check_f32(&[5, 3, 2], &[1, 3, 4], true, false);
+        check_f32(&[2, 1, 3, 4], &[5, 4, 6], false, false);
+        check_f32(&[3, 4], &[2, 5, 4, 6], false, false);
+        check_f32(&[2, 1, 6, 4], &[3, 5, 6], true, true);
+        check_f32(&[4, 7, 9], &[4, 9, 3], false, false);
+        // many small batches, spread over rayon's pool
+        check_f32(&[300, 8, 16], &[300, 8, 16], false, true);
+        check_f32(&[300, 16, 8], &[1, 16, 8], true, false);
+        // enough batches of large matrices to take the sequential path with parallel GEMMs
+        check_f32(&[3, 70, 80], &[3, 80, 60], false, false);
+    }
+
+    #[test]
+    fn matmul_f64_matches_reference() {
+        let (a_shape, b_shape) = ([2, 3, 17, 33], [33, 9]);
+        let a = data(2 * 3 * 17 * 33, 3);
+        let b = data(33 * 9, 4);
+        let (want, out_shape) = naive(&a, &a_shape, &b, &b_shape, false, false);
+        let (a, b) = (CpuStorage::F64(a), CpuStorage::F64(b));
+        let mut out = CpuStorage::F64(vec![0.0; want.len()]);
+        matmul(
+            Tensor { data: &a, shape: &a_shape },
+            Tensor { data: &b, shape: &b_shape },
+            TensorMut { data: &mut out, shape: &out_shape },
+            false,
+            false,
+        )
+        .unwrap();
+        let CpuStorage::F64(got) = out else { unreachable!() };
+        assert!(got.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-12));
+    }
+
+    #[test]
+    fn matmul_empty_contraction_gives_zeros() {
+        assert_eq!(run_f32(&[], &[2, 0], &[], &[0, 3], &[2, 3], false, false).unwrap(), [0.0; 6]);
+        assert_eq!(run_f32(&[], &[4, 2, 0], &[], &[0, 3], &[4, 2, 3], false, false).unwrap(), [0.0; 24]);
+        assert_eq!(run_f32(&[], &[4, 0, 2], &[], &[4, 0, 3], &[4, 2, 3], true, false).unwrap(), [0.0; 24]);
+        assert!(run_f32(&[], &[0, 2, 3], &[1.0; 6], &[3, 2], &[0, 2, 2], false, false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn matmul_refuses_bad_shapes_and_dtypes() {
+        let err = run_f32(&[0.0; 6], &[2, 3], &[0.0; 6], &[2, 3], &[2, 3], false, false).unwrap_err();
+        assert!(err.message.contains("[2, 3]") && err.message.starts_with("matmul"), "{}", err.message);
+        let err = run_f32(&[0.0; 6], &[2, 3], &[0.0; 6], &[3, 2], &[3, 3], false, false).unwrap_err();
+        assert!(err.message.contains("[2, 3]") && err.message.contains("[3, 2]") && err.message.contains("[3, 3]"));
+        assert!(run_f32(&[0.0; 6], &[6], &[0.0; 6], &[6, 1], &[1], false, false).is_err());
+        let err = run_f32(&[0.0; 12], &[2, 2, 3], &[0.0; 18], &[3, 3, 2], &[3, 2, 2], false, false).unwrap_err();
+        assert!(err.message.contains("batch"), "{}", err.message);
+
+        let (a, b) = (CpuStorage::F32(vec![0.0; 4]), CpuStorage::F64(vec![0.0; 4]));
+        let mut out = CpuStorage::F32(vec![0.0; 4]);
+        let t = |data| Tensor { data, shape: &[2, 2] };
+        let err = matmul(t(&a), t(&b), TensorMut { data: &mut out, shape: &[2, 2] }, false, false).unwrap_err();
+        assert!(err.message.contains("float64"), "{}", err.message);
+        let ints = CpuStorage::I32(vec![0; 4]);
+        let mut out = CpuStorage::I32(vec![0; 4]);
+        let err = matmul(t(&ints), t(&ints), TensorMut { data: &mut out, shape: &[2, 2] }, false, false).unwrap_err();
+        assert!(err.is_unsupported());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! writes `out`.
 
 pub mod conv;
+pub mod element;
 pub mod elementwise;
 pub mod fused;
 pub mod matmul;
@@ -10,6 +11,7 @@ pub mod movement;
 pub mod pool;
 pub mod random;
 pub mod reduce;
+pub mod window;
 
 use crate::CpuStorage;
 

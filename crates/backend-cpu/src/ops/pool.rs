@@ -1,18 +1,676 @@
 //! N-d max / average pooling and its backward kernel, both layouts.
+//!
+//! Windows are clipped to the input first ([`Window::clipped_windows`]), so padding never
+//! takes part: it cannot win a max and is not counted by an average (TensorFlow's rule). A
+//! window with no in-bounds position gives 0.
+//!
+//! ChannelsFirst works plane by plane (one (batch, channel) pair each, in parallel);
+//! ChannelsLast works on whole channel vectors per window position, which vectorises, and runs
+//! output positions (forward) or batch elements (backward, whose scatters overlap between
+//! neighbouring windows) in parallel.
 
-use keras_backend_api::{BackendError, PoolParams};
+use std::ops::Range;
 
+use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams};
+use rayon::prelude::*;
+
+use super::window::{Element, Window, beats, fmt_shape, with_float_triple};
 use super::{Tensor, TensorMut};
-use crate::Result;
+use crate::{Result, with_float_pair};
 
-/// Forward pooling.
+/// Output elements below which a parallel task is not worth scheduling.
+const MIN_TASK_ELEMENTS: usize = 1 << 12;
+
+/// Forward pooling: `out` gets the max or mean of each window of `x`.
 pub fn pool(x: Tensor<'_>, out: TensorMut<'_>, params: &PoolParams<'_>) -> Result<()> {
-    let _ = (x, out, params);
-    Err(BackendError::unsupported("pool"))
+    let geo = PoolGeometry::new("pool", "out", x.shape, out.shape, params)?;
+    with_float_pair!("pool", (x.data, out.data), (x, y) => {
+        pool_typed(&geo, params.mode, x, y);
+        Ok(())
+    })
 }
 
-/// Gradient with respect to the input.
+/// Gradient with respect to the input: `dx` (the shape of `x`) is zeroed, then each element
+/// of `dy` goes to the first maximal in-bounds element of its window (Max) or is spread
+/// evenly over the window's in-bounds elements (Avg); overlapping windows add up.
 pub fn pool_backward(x: Tensor<'_>, dy: Tensor<'_>, dx: TensorMut<'_>, params: &PoolParams<'_>) -> Result<()> {
-    let _ = (x, dy, dx, params);
-    Err(BackendError::unsupported("pool_backward"))
+    let geo = PoolGeometry::new("pool_backward", "dy", x.shape, dy.shape, params)?;
+    if dx.shape != x.shape {
+        return Err(BackendError::invalid(format!(
+            "pool_backward: `dx` has shape {} but `x` has {}; they must be equal",
+            fmt_shape(dx.shape),
+            fmt_shape(x.shape)
+        )));
+    }
+    with_float_triple!("pool_backward", ["x", "dy", "dx"], (x.data, dy.data, dx.data), (x, dy, dx) => {
+        pool_backward_typed(&geo, params.mode, x, dy, dx);
+        Ok(())
+    })
+}
+
+/// The checked shapes of one pooling.
+#[derive(Debug)]
+struct PoolGeometry {
+    layout: Layout,
+    channels: usize,
+    window: Window,
+    /// The clipped input range of every output index, per dim.
+    ranges: [Vec<Range<usize>>; 3],
+}
+
+impl PoolGeometry {
+    /// Validates the input shape `x` and the output (or output gradient, named `y_name`)
+    /// shape `y` against `params`.
+    fn new(kernel: &str, y_name: &str, x: &[usize], y: &[usize], params: &PoolParams<'_>) -> Result<Self> {
+        let invalid = |message: String| BackendError::invalid(format!("{kernel}: {message}"));
+        let rank = x.len();
+        if !(3..=5).contains(&rank) {
+            return Err(invalid(format!(
+                "`x` {} must have rank 3, 4 or 5 (batch, channels and 1 to 3 spatial dims)",
+                fmt_shape(x)
+            )));
+        }
+        let (batch, channels, x_spatial) = match params.layout {
+            Layout::ChannelsFirst => (x[0], x[1], &x[2..]),
+            Layout::ChannelsLast => (x[0], x[rank - 1], &x[1..rank - 1]),
+        };
+        let dilation = vec![1; rank - 2];
+        let window =
+            Window::new(x_spatial, &params.window, &params.strides, &dilation, &params.pad_before, &params.pad_after)
+                .map_err(invalid)?;
+        let expected: Vec<usize> = match params.layout {
+            Layout::ChannelsFirst => [batch, channels].iter().chain(window.output_dims()).copied().collect(),
+            Layout::ChannelsLast => [batch].iter().chain(window.output_dims()).chain([&channels]).copied().collect(),
+        };
+        if y != expected.as_slice() {
+            return Err(invalid(format!(
+                "`{y_name}` has shape {} but `x` {} with window {:?}, strides {:?} and padding {:?}/{:?} gives {}",
+                fmt_shape(y),
+                fmt_shape(x),
+                params.window.as_slice(),
+                params.strides.as_slice(),
+                params.pad_before.as_slice(),
+                params.pad_after.as_slice(),
+                fmt_shape(&expected)
+            )));
+        }
+        let ranges = window.clipped_windows();
+        Ok(PoolGeometry { layout: params.layout, channels, window, ranges })
+    }
+
+    /// The in-bounds input box of the output position `p`, per dim.
+    fn window_box(&self, p: usize) -> [&Range<usize>; 3] {
+        let o = self.window.output_index(p);
+        [&self.ranges[0][o[0]], &self.ranges[1][o[1]], &self.ranges[2][o[2]]]
+    }
+
+    /// Number of in-bounds positions of a window box.
+    fn count(window_box: [&Range<usize>; 3]) -> usize {
+        window_box.iter().map(|r| r.len()).product()
+    }
+
+    /// The flat input position of the first maximum of plane `plane` over `window_box`, or
+    /// `None` for an empty box.
+    fn argmax<T: Element>(&self, plane: &[T], window_box: [&Range<usize>; 3]) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        self.window.for_each_in_box(window_box, |i| {
+            if best.is_none_or(|b| beats(plane[i], plane[b])) {
+                best = Some(i);
+            }
+        });
+        best
+    }
+}
+
+fn pool_typed<T: Element>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [T]) {
+    if y.is_empty() {
+        return;
+    }
+    if x.is_empty() {
+        // An empty spatial input: every window lies in padding.
+        y.fill(T::zero());
+        return;
+    }
+    let (in_len, out_len) = (geo.window.input_len(), geo.window.output_len());
+    match geo.layout {
+        Layout::ChannelsFirst => {
+            let planes_per_task = (MIN_TASK_ELEMENTS / out_len).max(1);
+            y.par_chunks_mut(out_len).zip(x.par_chunks(in_len)).with_min_len(planes_per_task).for_each(|(y, x)| {
+                for (p, y) in y.iter_mut().enumerate() {
+                    let window_box = geo.window_box(p);
+                    *y = match mode {
+                        PoolMode::Max => geo.argmax(x, window_box).map_or(T::zero(), |i| x[i]),
+                        PoolMode::Avg => {
+                            let mut sum = T::zero();
+                            geo.window.for_each_in_box(window_box, |i| sum += x[i]);
+                            mean(sum, PoolGeometry::count(window_box))
+                        }
+                    };
+                }
+            });
+        }
+        Layout::ChannelsLast => {
+            // One task per output position (in runs): its channel vector is reduced over the
+            // window's positions, a channel-contiguous loop.
+            let channels = geo.channels;
+            let rows_per_task = (MIN_TASK_ELEMENTS / channels).max(1);
+            y.par_chunks_mut(channels).enumerate().with_min_len(rows_per_task).for_each(|(row, y)| {
+                let (b, p) = (row / out_len, row % out_len);
+                let x_b = &x[b * in_len * channels..(b + 1) * in_len * channels];
+                let window_box = geo.window_box(p);
+                y.fill(T::zero());
+                let mut first = true;
+                geo.window.for_each_in_box(window_box, |i| {
+                    let x = &x_b[i * channels..(i + 1) * channels];
+                    match mode {
+                        _ if first => y.copy_from_slice(x),
+                        PoolMode::Max => y.iter_mut().zip(x).for_each(|(y, &v)| {
+                            if beats(v, *y) {
+                                *y = v;
+                            }
+                        }),
+                        PoolMode::Avg => y.iter_mut().zip(x).for_each(|(y, &v)| *y += v),
+                    }
+                    first = false;
+                });
+                if mode == PoolMode::Avg {
+                    let count = PoolGeometry::count(window_box);
+                    y.iter_mut().for_each(|y| *y = mean(*y, count));
+                }
+            });
+        }
+    }
+}
+
+fn pool_backward_typed<T: Element>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy: &[T], dx: &mut [T]) {
+    dx.fill(T::zero());
+    if dx.is_empty() || dy.is_empty() {
+        return;
+    }
+    let (in_len, out_len) = (geo.window.input_len(), geo.window.output_len());
+    match geo.layout {
+        Layout::ChannelsFirst => {
+            let planes_per_task = (MIN_TASK_ELEMENTS / out_len).max(1);
+            dx.par_chunks_mut(in_len)
+                .zip(x.par_chunks(in_len))
+                .zip(dy.par_chunks(out_len))
+                .with_min_len(planes_per_task)
+                .for_each(|((dx, x), dy)| {
+                    for (p, &g) in dy.iter().enumerate() {
+                        let window_box = geo.window_box(p);
+                        match mode {
+                            PoolMode::Max => {
+                                if let Some(i) = geo.argmax(x, window_box) {
+                                    dx[i] += g;
+                                }
+                            }
+                            PoolMode::Avg => {
+                                let share = mean(g, PoolGeometry::count(window_box));
+                                geo.window.for_each_in_box(window_box, |i| dx[i] += share);
+                            }
+                        }
+                    }
+                });
+        }
+        Layout::ChannelsLast => {
+            let channels = geo.channels;
+            dx.par_chunks_mut(in_len * channels)
+                .zip(x.par_chunks(in_len * channels))
+                .zip(dy.par_chunks(out_len * channels))
+                .for_each(|((dx, x), dy)| {
+                    // Per channel: the best value so far and where it is.
+                    let mut best = vec![T::zero(); channels];
+                    let mut at = vec![0usize; channels];
+                    let mut share = vec![T::zero(); channels];
+                    for (p, dy) in dy.chunks(channels).enumerate() {
+                        let window_box = geo.window_box(p);
+                        let count = PoolGeometry::count(window_box);
+                        if count == 0 {
+                            continue;
+                        }
+                        match mode {
+                            PoolMode::Max => {
+                                let mut first = true;
+                                geo.window.for_each_in_box(window_box, |i| {
+                                    let x = &x[i * channels..(i + 1) * channels];
+                                    if first {
+                                        best.copy_from_slice(x);
+                                        at.fill(i);
+                                        first = false;
+                                        return;
+                                    }
+                                    for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(x) {
+                                        if beats(v, *b) {
+                                            *b = v;
+                                            *a = i;
+                                        }
+                                    }
+                                });
+                                for (c, (&i, &g)) in at.iter().zip(dy).enumerate() {
+                                    dx[i * channels + c] += g;
+                                }
+                            }
+                            PoolMode::Avg => {
+                                share.iter_mut().zip(dy).for_each(|(s, &g)| *s = mean(g, count));
+                                geo.window.for_each_in_box(window_box, |i| {
+                                    dx[i * channels..(i + 1) * channels]
+                                        .iter_mut()
+                                        .zip(&share)
+                                        .for_each(|(d, &s)| *d += s);
+                                });
+                            }
+                        }
+                    }
+                });
+        }
+    }
+}
+
+/// `sum / count`, or 0 for an empty window.
+fn mean<T: Element>(sum: T, count: usize) -> T {
+    if count == 0 { T::zero() } else { sum / T::from_usize(count) }
+}
+
+#[cfg(test)]
+mod tests {
+    use abi_stable::std_types::RSlice;
+    use keras_backend_api::{DType, ErrorKind};
+
+    use super::*;
+    use crate::CpuStorage;
+
+    /// Deterministic pseudo-random values in [-1, 1), coarsely quantised so that windows
+    /// often hold ties.
+    fn noise(len: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 33) % 16) as f64 / 8.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn indices(shape: &[usize]) -> Vec<Vec<usize>> {
+        let mut all = vec![vec![]];
+        for &d in shape {
+            all = all.into_iter().flat_map(|prefix| (0..d).map(move |i| [prefix.clone(), vec![i]].concat())).collect();
+        }
+        all
+    }
+
+    fn flat(shape: &[usize], index: &[usize]) -> usize {
+        shape.iter().zip(index).fold(0, |acc, (&d, &i)| acc * d + i)
+    }
+
+    #[derive(Clone, Debug)]
+    struct Case {
+        mode: PoolMode,
+        layout: Layout,
+        batch: usize,
+        channels: usize,
+        input: Vec<usize>,
+        window: Vec<usize>,
+        strides: Vec<usize>,
+        pad_before: Vec<usize>,
+        pad_after: Vec<usize>,
+    }
+
+    impl Case {
+        /// Batch 2, 3 channels, stride = window, no padding.
+        fn new(mode: PoolMode, layout: Layout, input: &[usize], window: &[usize]) -> Case {
+            Case {
+                mode,
+                layout,
+                batch: 2,
+                channels: 3,
+                input: input.to_vec(),
+                window: window.to_vec(),
+                strides: window.to_vec(),
+                pad_before: vec![0; input.len()],
+                pad_after: vec![0; input.len()],
+            }
+        }
+
+        fn strides(mut self, strides: &[usize]) -> Case {
+            self.strides = strides.to_vec();
+            self
+        }
+
+        fn pad(mut self, before: &[usize], after: &[usize]) -> Case {
+            (self.pad_before, self.pad_after) = (before.to_vec(), after.to_vec());
+            self
+        }
+
+        fn single(mut self) -> Case {
+            (self.batch, self.channels) = (1, 1);
+            self
+        }
+
+        fn out_spatial(&self) -> Vec<usize> {
+            (0..self.input.len())
+                .map(|d| {
+                    let padded = self.input[d] + self.pad_before[d] + self.pad_after[d];
+                    if padded < self.window[d] { 0 } else { (padded - self.window[d]) / self.strides[d] + 1 }
+                })
+                .collect()
+        }
+
+        fn shape(&self, spatial: &[usize]) -> Vec<usize> {
+            match self.layout {
+                Layout::ChannelsFirst => [&[self.batch, self.channels][..], spatial].concat(),
+                Layout::ChannelsLast => [&[self.batch][..], spatial, &[self.channels]].concat(),
+            }
+        }
+
+        fn x_shape(&self) -> Vec<usize> {
+            self.shape(&self.input)
+        }
+
+        fn y_shape(&self) -> Vec<usize> {
+            self.shape(&self.out_spatial())
+        }
+
+        fn params(&self) -> PoolParams<'_> {
+            PoolParams {
+                mode: self.mode,
+                layout: self.layout,
+                window: RSlice::from_slice(&self.window),
+                strides: RSlice::from_slice(&self.strides),
+                pad_before: RSlice::from_slice(&self.pad_before),
+                pad_after: RSlice::from_slice(&self.pad_after),
+            }
+        }
+
+        /// Calls `f(y index, in-bounds x indices of its window in row-major order)`.
+        fn for_each_window(&self, mut f: impl FnMut(usize, Vec<usize>)) {
+            let (x_shape, y_shape) = (self.x_shape(), self.y_shape());
+            for b in 0..self.batch {
+                for c in 0..self.channels {
+                    for q in indices(&self.out_spatial()) {
+                        let mut inside = Vec::new();
+                        'taps: for k in indices(&self.window) {
+                            let mut i = Vec::new();
+                            for d in 0..q.len() {
+                                let pos = (q[d] * self.strides[d] + k[d]) as i64 - self.pad_before[d] as i64;
+                                if pos < 0 || pos >= self.input[d] as i64 {
+                                    continue 'taps;
+                                }
+                                i.push(pos as usize);
+                            }
+                            inside.push(match self.layout {
+                                Layout::ChannelsFirst => flat(&x_shape, &[&[b, c][..], &i].concat()),
+                                Layout::ChannelsLast => flat(&x_shape, &[&[b][..], &i, &[c]].concat()),
+                            });
+                        }
+                        let yi = match self.layout {
+                            Layout::ChannelsFirst => flat(&y_shape, &[&[b, c][..], &q].concat()),
+                            Layout::ChannelsLast => flat(&y_shape, &[&[b][..], &q, &[c]].concat()),
+                        };
+                        f(yi, inside);
+                    }
+                }
+            }
+        }
+
+        /// The in-bounds element each window's gradient goes to, with its weight.
+        fn naive_routes(&self, x: &[f64]) -> Vec<(usize, Vec<(usize, f64)>)> {
+            let mut routes = Vec::new();
+            self.for_each_window(|yi, inside| {
+                let route = match self.mode {
+                    PoolMode::Max => {
+                        let first_max = inside.iter().copied().reduce(|best, i| if x[i] > x[best] { i } else { best });
+                        first_max.map(|i| vec![(i, 1.0)]).unwrap_or_default()
+                    }
+                    PoolMode::Avg => inside.iter().map(|&i| (i, 1.0 / inside.len() as f64)).collect(),
+                };
+                routes.push((yi, route));
+            });
+            routes
+        }
+
+        fn naive_forward(&self, x: &[f64]) -> Vec<f64> {
+            let mut y = vec![0.0; self.y_shape().iter().product()];
+            for (yi, route) in self.naive_routes(x) {
+                y[yi] = route.iter().map(|&(i, weight)| x[i] * weight).sum();
+            }
+            y
+        }
+
+        fn naive_backward(&self, x: &[f64], dy: &[f64]) -> Vec<f64> {
+            let mut dx = vec![0.0; x.len()];
+            for (yi, route) in self.naive_routes(x) {
+                route.iter().for_each(|&(i, weight)| dx[i] += dy[yi] * weight);
+            }
+            dx
+        }
+
+        fn forward(&self, x: &[f64], dtype: DType) -> Vec<f64> {
+            let (xs, mut ys) = (storage(x, dtype), garbage(self.y_shape().iter().product(), dtype));
+            let (x_shape, y_shape) = (self.x_shape(), self.y_shape());
+            pool(Tensor { data: &xs, shape: &x_shape }, TensorMut { data: &mut ys, shape: &y_shape }, &self.params())
+                .unwrap();
+            values(&ys)
+        }
+
+        fn backward(&self, x: &[f64], dy: &[f64], dtype: DType) -> Vec<f64> {
+            let (xs, dys, mut dxs) = (storage(x, dtype), storage(dy, dtype), garbage(x.len(), dtype));
+            let (x_shape, y_shape) = (self.x_shape(), self.y_shape());
+            pool_backward(
+                Tensor { data: &xs, shape: &x_shape },
+                Tensor { data: &dys, shape: &y_shape },
+                TensorMut { data: &mut dxs, shape: &x_shape },
+                &self.params(),
+            )
+            .unwrap();
+            values(&dxs)
+        }
+    }
+
+    fn storage(v: &[f64], dtype: DType) -> CpuStorage {
+        match dtype {
+            DType::F32 => CpuStorage::F32(v.iter().map(|&v| v as f32).collect()),
+            _ => CpuStorage::F64(v.to_vec()),
+        }
+    }
+
+    /// A NaN-filled output, so that any element a kernel forgets to write shows.
+    fn garbage(len: usize, dtype: DType) -> CpuStorage {
+        storage(&vec![f64::NAN; len], dtype)
+    }
+
+    fn values(s: &CpuStorage) -> Vec<f64> {
+        match s {
+            CpuStorage::F32(v) => v.iter().map(|&v| v as f64).collect(),
+            CpuStorage::F64(v) => v.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(a, b)| a * b).sum()
+    }
+
+    fn assert_close(what: &str, got: &[f64], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "{what}: element {i} is {g}, expected {w}");
+        }
+    }
+
+    fn cases() -> Vec<Case> {
+        use Layout::{ChannelsFirst as CF, ChannelsLast as CL};
+        let mut cases = Vec::new();
+        for mode in [PoolMode::Max, PoolMode::Avg] {
+            cases.extend([
+                Case::new(mode, CF, &[9], &[2]),
+                Case::new(mode, CL, &[9], &[3]).strides(&[2]).pad(&[1], &[1]),
+                Case::new(mode, CF, &[6, 7], &[3, 3]).strides(&[1, 2]).pad(&[1, 1], &[1, 1]),
+                // SAME with an even window: TensorFlow pads after only.
+                Case::new(mode, CL, &[5, 5], &[2, 2]).pad(&[0, 0], &[1, 1]),
+                Case::new(mode, CL, &[7, 6], &[3, 2]).strides(&[2, 1]),
+                Case::new(mode, CF, &[4, 5, 3], &[2, 3, 2]).strides(&[1, 2, 1]).pad(&[0, 1, 1], &[1, 1, 0]),
+                Case::new(mode, CL, &[4, 4, 4], &[2, 2, 2]).pad(&[1, 0, 1], &[1, 1, 0]),
+                // windows that only partly see the input, and one that sees nothing of it
+                Case::new(mode, CF, &[2], &[4]).strides(&[1]).pad(&[3], &[3]),
+                Case::new(mode, CL, &[3, 2], &[2, 2]).strides(&[3, 1]).pad(&[2, 0], &[2, 0]),
+            ]);
+        }
+        cases
+    }
+
+    #[test]
+    fn forward_and_backward_match_naive_reference() {
+        for (n, case) in cases().iter().enumerate() {
+            let x = noise(case.x_shape().iter().product(), n as u64);
+            let dy = noise(case.y_shape().iter().product(), n as u64 + 100);
+            for dtype in [DType::F32, DType::F64] {
+                assert_close(&format!("{case:?} {dtype}"), &case.forward(&x, dtype), &case.naive_forward(&x));
+                let dx = case.backward(&x, &dy, dtype);
+                assert_close(&format!("backward {case:?} {dtype}"), &dx, &case.naive_backward(&x, &dy));
+            }
+        }
+    }
+
+    #[test]
+    fn backward_is_the_adjoint_of_the_selection() {
+        // Avg pooling is linear and max pooling is linear in x once each window's maximum is
+        // chosen, so <pool(x), dy> = <x, pool_backward(x, dy)> for both.
+        for (n, case) in cases().iter().enumerate() {
+            let x: Vec<f64> = (0..case.x_shape().iter().product()).map(|i| (i as f64 * 0.7 + n as f64).sin()).collect();
+            let dy: Vec<f64> = (0..case.y_shape().iter().product()).map(|i| (i as f64 * 1.3).cos()).collect();
+            let y = case.forward(&x, DType::F64);
+            let dx = case.backward(&x, &dy, DType::F64);
+            let (a, b) = (dot(&y, &dy), dot(&x, &dx));
+            assert!((a - b).abs() < 1e-12 * (1.0 + a.abs()), "{case:?}: {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn hand_computed_4x4() {
+        let x: Vec<f64> = (0..16).map(f64::from).collect();
+        for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+            let max = Case::new(PoolMode::Max, layout, &[4, 4], &[2, 2]).single();
+            assert_eq!(max.forward(&x, DType::F32), vec![5.0, 7.0, 13.0, 15.0]);
+            let dx = max.backward(&x, &[1.0, 2.0, 3.0, 4.0], DType::F64);
+            let mut want = vec![0.0; 16];
+            (want[5], want[7], want[13], want[15]) = (1.0, 2.0, 3.0, 4.0);
+            assert_eq!(dx, want);
+            let avg = Case { mode: PoolMode::Avg, ..max };
+            assert_eq!(avg.forward(&x, DType::F64), vec![2.5, 4.5, 10.5, 12.5]);
+            let dx = avg.backward(&x, &[4.0, 8.0, 12.0, 16.0], DType::F32);
+            assert_eq!(&dx[..4], &[1.0, 1.0, 2.0, 2.0]);
+            assert_eq!(&dx[12..], &[3.0, 3.0, 4.0, 4.0]);
+        }
+    }
+
+    #[test]
+    fn same_padding_average_excludes_padding() {
+        // A 3×3 window with pad 1 on a 3×3 input: the corner averages 4 elements, the edge 6,
+        // the centre 9.
+        let x: Vec<f64> = (1..=9).map(f64::from).collect();
+        for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+            let case =
+                Case::new(PoolMode::Avg, layout, &[3, 3], &[3, 3]).single().strides(&[1, 1]).pad(&[1, 1], &[1, 1]);
+            let y = case.forward(&x, DType::F64);
+            assert_eq!(y[0], (1.0 + 2.0 + 4.0 + 5.0) / 4.0);
+            assert_eq!(y[1], (1.0 + 2.0 + 3.0 + 4.0 + 5.0 + 6.0) / 6.0);
+            assert_eq!(y[4], 5.0);
+            // Backward: the corner's gradient is shared by its 4 elements only.
+            let mut dy = vec![0.0; 9];
+            dy[0] = 1.0;
+            let dx = case.backward(&x, &dy, DType::F64);
+            assert_eq!(dx, vec![0.25, 0.25, 0.0, 0.25, 0.25, 0.0, 0.0, 0.0, 0.0]);
+            // Max with padding: padding never wins, even over negative values.
+            let max = Case { mode: PoolMode::Max, ..case };
+            let neg: Vec<f64> = x.iter().map(|v| -v).collect();
+            assert_eq!(max.forward(&neg, DType::F32)[0], -1.0);
+        }
+    }
+
+    #[test]
+    fn max_ties_go_to_the_first_element() {
+        for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+            // Overlapping 2×2 windows, stride 1, over a constant 3×3 input: each window sends
+            // its gradient to its top-left element.
+            let case = Case::new(PoolMode::Max, layout, &[3, 3], &[2, 2]).single().strides(&[1, 1]);
+            let dx = case.backward(&[1.0; 9], &[1.0, 2.0, 3.0, 4.0], DType::F64);
+            assert_eq!(dx, vec![1.0, 2.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+            // 1-d: window [5, 5, 3]: the first 5 wins.
+            let case = Case::new(PoolMode::Max, layout, &[3], &[3]).single();
+            assert_eq!(case.backward(&[5.0, 5.0, 3.0], &[1.0], DType::F32), vec![1.0, 0.0, 0.0]);
+        }
+    }
+
+    #[test]
+    fn three_d_by_hand() {
+        // A 2×2×2 cube pooled whole: max 7, mean 3.5; channels-last with 2 channels.
+        let x: Vec<f64> = (0..8).flat_map(|i| [f64::from(i), -f64::from(i)]).collect();
+        let case =
+            Case { channels: 2, ..Case::new(PoolMode::Max, Layout::ChannelsLast, &[2, 2, 2], &[2, 2, 2]) }.single();
+        let case = Case { channels: 2, ..case };
+        assert_eq!(case.forward(&x, DType::F64), vec![7.0, 0.0]);
+        let dx = case.backward(&x, &[1.0, 2.0], DType::F64);
+        assert_eq!((dx[14], dx[1]), (1.0, 2.0));
+        assert_eq!(dx.iter().sum::<f64>(), 3.0);
+        let avg = Case { mode: PoolMode::Avg, ..case };
+        assert_eq!(avg.forward(&x, DType::F32), vec![3.5, -3.5]);
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        let case = Case::new(PoolMode::Max, Layout::ChannelsFirst, &[4, 4], &[2, 2]);
+        let run = |case: &Case, x_shape: &[usize], y_shape: &[usize]| {
+            let xs = CpuStorage::zeros(DType::F32, x_shape.iter().product());
+            let mut ys = CpuStorage::zeros(DType::F32, y_shape.iter().product());
+            pool(Tensor { data: &xs, shape: x_shape }, TensorMut { data: &mut ys, shape: y_shape }, &case.params())
+                .unwrap_err()
+        };
+        let e = run(&case, &[2, 3, 4, 4], &[2, 3, 3, 2]);
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert!(e.message.contains("`out` has shape (2, 3, 3, 2)") && e.message.contains("gives (2, 3, 2, 2)"), "{e}");
+        let e = run(&case, &[2, 3, 4], &[2, 3, 2]);
+        assert!(e.message.contains("window [2, 2] has 2 entries for 1 spatial dims"), "{e}");
+        let e = run(&case, &[2, 3], &[2, 3]);
+        assert!(e.message.contains("rank 3, 4 or 5"), "{e}");
+        let e = run(&case.clone().strides(&[0, 2]), &[2, 3, 4, 4], &[2, 3, 2, 2]);
+        assert!(e.message.contains("must be >= 1"), "{e}");
+
+        let xs = CpuStorage::zeros(DType::F32, 96);
+        let dys = CpuStorage::zeros(DType::F64, 24);
+        let mut dxs = CpuStorage::zeros(DType::F32, 96);
+        let (x_shape, y_shape) = (case.x_shape(), case.y_shape());
+        let e = pool_backward(
+            Tensor { data: &xs, shape: &x_shape },
+            Tensor { data: &dys, shape: &y_shape },
+            TensorMut { data: &mut dxs, shape: &[2, 3, 16] },
+            &case.params(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("`dx` has shape (2, 3, 16) but `x` has (2, 3, 4, 4)"), "{e}");
+        let e = pool_backward(
+            Tensor { data: &xs, shape: &x_shape },
+            Tensor { data: &dys, shape: &y_shape },
+            TensorMut { data: &mut dxs, shape: &x_shape },
+            &case.params(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("`dy` float64"), "{e}");
+        let ints = CpuStorage::zeros(DType::I32, 96);
+        let mut out = CpuStorage::zeros(DType::I32, 24);
+        let e = pool(
+            Tensor { data: &ints, shape: &x_shape },
+            TensorMut { data: &mut out, shape: &y_shape },
+            &case.params(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn empty_input_with_padding_gives_zeros() {
+        let case = Case::new(PoolMode::Max, Layout::ChannelsLast, &[0], &[1]).pad(&[1], &[1]);
+        assert_eq!(case.forward(&[], DType::F64), vec![0.0; 12]);
+        assert!(case.backward(&[], &[1.0; 12], DType::F64).is_empty());
+    }
 }
