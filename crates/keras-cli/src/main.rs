@@ -1,1 +1,45 @@
-fn main() {}
+//! `keras-cli`: the command-line tool of keras-rs. Each subcommand lives in a module of its
+//! own; this file only parses the command line, sets up logging and reports errors.
+
+mod backend_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// keras-rs command-line tool.
+#[derive(Parser)]
+#[command(name = "keras-cli", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the active backend, list the available ones, or select one.
+    Backend(backend_cmd::BackendArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Backend(args) => backend_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // Errors are one line by construction; the prefix makes them easy to grep.
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`), so stdout stays clean for `--json`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
