@@ -86,17 +86,22 @@ impl CpuStorage {
         self.len() == 0
     }
 
-    /// Overwrites the elements from little-endian host bytes.
-    pub fn copy_from_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+    /// Checks that a host buffer of `given` bytes holds exactly this buffer's elements.
+    fn check_byte_len(&self, what: &str, given: usize) -> Result<()> {
         let expected = self.len() * self.dtype().size_in_bytes();
-        if bytes.len() != expected {
+        if given != expected {
             return Err(BackendError::invalid(format!(
-                "upload: {} bytes given for a buffer of {} {} ({expected} bytes)",
-                bytes.len(),
+                "{what}: {given} bytes given for a buffer of {} {} ({expected} bytes)",
                 self.len(),
                 self.dtype()
             )));
         }
+        Ok(())
+    }
+
+    /// Overwrites the elements from little-endian host bytes.
+    pub fn copy_from_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.check_byte_len("upload", bytes.len())?;
         match self {
             CpuStorage::Bool(v) => {
                 if let Some(bad) = bytes.iter().find(|&&b| b > 1) {
@@ -118,15 +123,7 @@ impl CpuStorage {
 
     /// Writes the elements as little-endian host bytes.
     pub fn copy_to_bytes(&self, bytes: &mut [u8]) -> Result<()> {
-        let expected = self.len() * self.dtype().size_in_bytes();
-        if bytes.len() != expected {
-            return Err(BackendError::invalid(format!(
-                "download: {} bytes given for a buffer of {} {} ({expected} bytes)",
-                bytes.len(),
-                self.len(),
-                self.dtype()
-            )));
-        }
+        self.check_byte_len("download", bytes.len())?;
         match self {
             CpuStorage::Bool(v) => bytes.iter_mut().zip(v).for_each(|(d, &b)| *d = u8::from(b)),
             CpuStorage::F16(v) => bytes.copy_from_slice(bytemuck::cast_slice(v)),
@@ -289,12 +286,16 @@ macro_rules! with_float_pair {
         match ($a, $b) {
             ($crate::CpuStorage::F32($x), $crate::CpuStorage::F32($y)) => $body,
             ($crate::CpuStorage::F64($x), $crate::CpuStorage::F64($y)) => $body,
-            (a, b) if a.dtype() == b.dtype() => {
-                Err(keras_backend_api::BackendError::unsupported(format!("{} on {}", $kernel, a.dtype())))
-            }
+            (a, b) if a.dtype() == b.dtype() => Err($crate::storage::unsupported_dtype($kernel, a.dtype())),
             (a, b) => Err($crate::storage::dtype_mismatch($kernel, a.dtype(), b.dtype())),
         }
     };
+}
+
+/// The error for a kernel that does not run on `dtype` here (the host may decompose it).
+#[cold]
+pub fn unsupported_dtype(kernel: &str, dtype: DType) -> BackendError {
+    BackendError::unsupported(format!("{kernel} on {dtype}"))
 }
 
 /// The error for two tensors that must share a dtype and do not.

@@ -23,8 +23,9 @@ use std::ops::Range;
 use keras_backend_api::{BackendError, ConvParams, Layout};
 use rayon::prelude::*;
 
-use super::matmul::{MatView, gemm};
-use super::window::{Element, Window, fmt_shape, with_float_triple};
+use super::element::Float;
+use super::matmul::{GemmScalar, MatView, gemm};
+use super::window::{Window, fmt_shape, with_float_triple};
 use super::{Tensor, TensorMut};
 use crate::Result;
 
@@ -86,44 +87,53 @@ fn batches_per_task(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
-fn forward<T: Element>(geo: &ConvGeometry, x: &[T], w: &[T], y: &mut [T]) -> Result<()> {
+/// Calls `one(out_b, in_b, scratch)` for each of the `batch` elements of `out` and `input`
+/// (`out_len` and `in_len` elements each), the batch split into parallel tasks
+/// ([`batches_per_task`]) that each own one scratch buffer.
+fn for_each_batch<T: Send + Sync>(
+    batch: usize,
+    (out, out_len): (&mut [T], usize),
+    (input, in_len): (&[T], usize),
+    one: impl Fn(&mut [T], &[T], &mut Vec<T>) -> Result<()> + Sync,
+) -> Result<()> {
+    let per_task = batches_per_task(batch);
+    out.par_chunks_mut(out_len * per_task).zip(input.par_chunks(in_len * per_task)).try_for_each(
+        |(out_task, in_task)| {
+            let mut scratch = Vec::new();
+            out_task
+                .chunks_mut(out_len)
+                .zip(in_task.chunks(in_len))
+                .try_for_each(|(out_b, in_b)| one(out_b, in_b, &mut scratch))
+        },
+    )
+}
+
+fn forward<T: Float + GemmScalar>(geo: &ConvGeometry, x: &[T], w: &[T], y: &mut [T]) -> Result<()> {
     if y.is_empty() {
         return Ok(());
     }
     if x.is_empty() {
         // No channels or an empty spatial input: every tap reads padding.
-        y.fill(T::zero());
+        y.fill(T::ZERO);
         return Ok(());
     }
-    let per_task = batches_per_task(geo.batch);
-    let (x_len, y_len) = (geo.x_len(), geo.y_len());
-    y.par_chunks_mut(y_len * per_task).zip(x.par_chunks(x_len * per_task)).try_for_each(|(y_task, x_task)| {
-        let mut scratch = Vec::new();
-        y_task
-            .chunks_mut(y_len)
-            .zip(x_task.chunks(x_len))
-            .try_for_each(|(y_b, x_b)| geo.forward_one(x_b, w, y_b, &mut scratch))
+    for_each_batch(geo.batch, (y, geo.y_len()), (x, geo.x_len()), |y_b, x_b, scratch| {
+        geo.forward_one(x_b, w, y_b, scratch)
     })
 }
 
-fn backward_data<T: Element>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T]) -> Result<()> {
-    dx.fill(T::zero());
+fn backward_data<T: Float + GemmScalar>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T]) -> Result<()> {
+    dx.fill(T::ZERO);
     if dx.is_empty() || dy.is_empty() {
         return Ok(());
     }
-    let per_task = batches_per_task(geo.batch);
-    let (x_len, y_len) = (geo.x_len(), geo.y_len());
-    dx.par_chunks_mut(x_len * per_task).zip(dy.par_chunks(y_len * per_task)).try_for_each(|(dx_task, dy_task)| {
-        let mut scratch = Vec::new();
-        dx_task
-            .chunks_mut(x_len)
-            .zip(dy_task.chunks(y_len))
-            .try_for_each(|(dx_b, dy_b)| geo.backward_data_one(dy_b, w, dx_b, &mut scratch))
+    for_each_batch(geo.batch, (dx, geo.x_len()), (dy, geo.y_len()), |dx_b, dy_b, scratch| {
+        geo.backward_data_one(dy_b, w, dx_b, scratch)
     })
 }
 
-fn backward_filter<T: Element>(geo: &ConvGeometry, x: &[T], dy: &[T], dk: &mut [T]) -> Result<()> {
-    dk.fill(T::zero());
+fn backward_filter<T: Float + GemmScalar>(geo: &ConvGeometry, x: &[T], dy: &[T], dk: &mut [T]) -> Result<()> {
+    dk.fill(T::ZERO);
     if dk.is_empty() || dy.is_empty() || x.is_empty() {
         return Ok(());
     }
@@ -145,7 +155,7 @@ fn backward_filter<T: Element>(geo: &ConvGeometry, x: &[T], dy: &[T], dk: &mut [
         .par_chunks(x_len * per_task)
         .zip(dy.par_chunks(y_len * per_task))
         .map(|(x_task, dy_task)| {
-            let mut partial = vec![T::zero(); dk.len()];
+            let mut partial = vec![T::ZERO; dk.len()];
             accumulate(x_task, dy_task, &mut partial).map(|()| partial)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -365,7 +375,13 @@ impl ConvGeometry {
     }
 
     /// One batch element of the forward pass.
-    fn forward_one<T: Element>(&self, x_b: &[T], w: &[T], y_b: &mut [T], scratch: &mut Vec<T>) -> Result<()> {
+    fn forward_one<T: Float + GemmScalar>(
+        &self,
+        x_b: &[T],
+        w: &[T],
+        y_b: &mut [T],
+        scratch: &mut Vec<T>,
+    ) -> Result<()> {
         let all = 0..self.window.output_len();
         for g in 0..self.groups {
             let kernel = self.kernel_block(g).view(w);
@@ -391,7 +407,13 @@ impl ConvGeometry {
     }
 
     /// One batch element of the data gradient; `dx_b` is zero on entry.
-    fn backward_data_one<T: Element>(&self, dy_b: &[T], w: &[T], dx_b: &mut [T], scratch: &mut Vec<T>) -> Result<()> {
+    fn backward_data_one<T: Float + GemmScalar>(
+        &self,
+        dy_b: &[T],
+        w: &[T],
+        dx_b: &mut [T],
+        scratch: &mut Vec<T>,
+    ) -> Result<()> {
         let all = 0..self.window.output_len();
         for g in 0..self.groups {
             let kernel_t = self.kernel_block(g).view(w).t();
@@ -409,7 +431,7 @@ impl ConvGeometry {
                 let block = self.patch_block(positions.len());
                 let len = block.rows * block.cols;
                 if scratch.len() < len {
-                    scratch.resize(len, T::zero());
+                    scratch.resize(len, T::ZERO);
                 }
                 let patches = &mut scratch[..len];
                 match self.layout {
@@ -423,7 +445,13 @@ impl ConvGeometry {
     }
 
     /// One batch element's contribution to the filter gradient, added to `dk`.
-    fn backward_filter_one<T: Element>(&self, x_b: &[T], dy_b: &[T], dk: &mut [T], scratch: &mut Vec<T>) -> Result<()> {
+    fn backward_filter_one<T: Float + GemmScalar>(
+        &self,
+        x_b: &[T],
+        dy_b: &[T],
+        dk: &mut [T],
+        scratch: &mut Vec<T>,
+    ) -> Result<()> {
         let all = 0..self.window.output_len();
         for g in 0..self.groups {
             let dkernel = self.kernel_block(g);
@@ -450,17 +478,11 @@ impl ConvGeometry {
 
     /// Fills `scratch` with group `g`'s patch matrix for the output `positions` of the batch
     /// element `x_b` (see the module docs for its layout) and returns it.
-    fn im2col<'s, T: Element>(
-        &self,
-        x_b: &[T],
-        g: usize,
-        positions: &Range<usize>,
-        scratch: &'s mut Vec<T>,
-    ) -> &'s [T] {
+    fn im2col<'s, T: Float>(&self, x_b: &[T], g: usize, positions: &Range<usize>, scratch: &'s mut Vec<T>) -> &'s [T] {
         let (n, patch, group_in) = (positions.len(), self.patch_len(), self.group_in());
         let len = n * patch;
         if scratch.len() < len {
-            scratch.resize(len, T::zero());
+            scratch.resize(len, T::ZERO);
         }
         let patches = &mut scratch[..len];
         let parallel = len >= PARALLEL_FILL;
@@ -478,7 +500,7 @@ impl ConvGeometry {
                         |at, len, src| {
                             let dst = &mut dst[at..at + len];
                             match src {
-                                None => dst.fill(T::zero()),
+                                None => dst.fill(T::ZERO),
                                 Some(i) if stride == 1 => dst.copy_from_slice(&plane[i..i + len]),
                                 Some(i) => {
                                     dst.iter_mut().zip(plane[i..].iter().step_by(stride)).for_each(|(d, &v)| *d = v)
@@ -504,7 +526,7 @@ impl ConvGeometry {
                                 let at = i * self.channels + first_channel;
                                 dst.copy_from_slice(&x_b[at..at + group_in]);
                             }
-                            None => dst.fill(T::zero()),
+                            None => dst.fill(T::ZERO),
                         }
                     }
                 };
@@ -520,7 +542,7 @@ impl ConvGeometry {
 
     /// The adjoint of [`im2col`](Self::im2col): adds each entry of group `g`'s patch matrix
     /// for the output `positions` to the input element it was read from, in `dx_b`.
-    fn col2im<T: Element>(&self, patches: &[T], g: usize, positions: &Range<usize>, dx_b: &mut [T]) {
+    fn col2im<T: Float>(&self, patches: &[T], g: usize, positions: &Range<usize>, dx_b: &mut [T]) {
         let (n, group_in, taps) = (positions.len(), self.group_in(), self.taps.len());
         match self.layout {
             Layout::ChannelsFirst => {
@@ -569,6 +591,7 @@ mod tests {
 
     use super::*;
     use crate::CpuStorage;
+    use crate::ops::window::test_support::{dot, flat, indices, values};
 
     /// Deterministic pseudo-random values in [-1, 1) (a 64-bit LCG).
     fn noise(len: usize, seed: u64) -> Vec<f64> {
@@ -579,19 +602,6 @@ mod tests {
                 ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
             })
             .collect()
-    }
-
-    /// Every multi-index of `shape`, row-major.
-    fn indices(shape: &[usize]) -> Vec<Vec<usize>> {
-        let mut all = vec![vec![]];
-        for &d in shape {
-            all = all.into_iter().flat_map(|prefix| (0..d).map(move |i| [prefix.clone(), vec![i]].concat())).collect();
-        }
-        all
-    }
-
-    fn flat(shape: &[usize], index: &[usize]) -> usize {
-        shape.iter().zip(index).fold(0, |acc, (&d, &i)| acc * d + i)
     }
 
     /// `out[perm-applied index] = data[index]`: NumPy's `transpose(data, perm)`.
@@ -605,6 +615,9 @@ mod tests {
         }
         out
     }
+
+    /// The signature shared by the three convolution kernels.
+    type ConvKernel = fn(Tensor<'_>, Tensor<'_>, TensorMut<'_>, &ConvParams<'_>) -> Result<()>;
 
     #[derive(Clone, Debug)]
     struct Case {
@@ -773,40 +786,36 @@ mod tests {
             dw
         }
 
-        fn forward(&self, x: &[f64], w: &[f64], dtype: DType) -> Result<Vec<f64>> {
-            let (xs, ks, mut ys) = (storage(x, dtype), storage(w, dtype), garbage(&self.y_shape(), dtype));
-            let (x_shape, k_shape, y_shape) = (self.x_shape(), self.k_shape(), self.y_shape());
-            conv(
-                Tensor { data: &xs, shape: &x_shape },
-                Tensor { data: &ks, shape: &k_shape },
-                TensorMut { data: &mut ys, shape: &y_shape },
+        /// Runs `kernel` on `a` and `b` (with their shapes) into a NaN-filled output of
+        /// `out_shape`, and returns the output.
+        fn call(
+            &self,
+            kernel: ConvKernel,
+            (a, a_shape): (&[f64], Vec<usize>),
+            (b, b_shape): (&[f64], Vec<usize>),
+            out_shape: Vec<usize>,
+            dtype: DType,
+        ) -> Result<Vec<f64>> {
+            let (a_data, b_data, mut out) = (storage(a, dtype), storage(b, dtype), garbage(&out_shape, dtype));
+            kernel(
+                Tensor { data: &a_data, shape: &a_shape },
+                Tensor { data: &b_data, shape: &b_shape },
+                TensorMut { data: &mut out, shape: &out_shape },
                 &self.params(),
             )?;
-            Ok(values(&ys))
+            Ok(values(&out))
+        }
+
+        fn forward(&self, x: &[f64], w: &[f64], dtype: DType) -> Result<Vec<f64>> {
+            self.call(conv, (x, self.x_shape()), (w, self.k_shape()), self.y_shape(), dtype)
         }
 
         fn backward_data(&self, dy: &[f64], w: &[f64], dtype: DType) -> Result<Vec<f64>> {
-            let (dys, ks, mut dxs) = (storage(dy, dtype), storage(w, dtype), garbage(&self.x_shape(), dtype));
-            let (x_shape, k_shape, y_shape) = (self.x_shape(), self.k_shape(), self.y_shape());
-            conv_backward_data(
-                Tensor { data: &dys, shape: &y_shape },
-                Tensor { data: &ks, shape: &k_shape },
-                TensorMut { data: &mut dxs, shape: &x_shape },
-                &self.params(),
-            )?;
-            Ok(values(&dxs))
+            self.call(conv_backward_data, (dy, self.y_shape()), (w, self.k_shape()), self.x_shape(), dtype)
         }
 
         fn backward_filter(&self, x: &[f64], dy: &[f64], dtype: DType) -> Result<Vec<f64>> {
-            let (xs, dys, mut dks) = (storage(x, dtype), storage(dy, dtype), garbage(&self.k_shape(), dtype));
-            let (x_shape, k_shape, y_shape) = (self.x_shape(), self.k_shape(), self.y_shape());
-            conv_backward_filter(
-                Tensor { data: &xs, shape: &x_shape },
-                Tensor { data: &dys, shape: &y_shape },
-                TensorMut { data: &mut dks, shape: &k_shape },
-                &self.params(),
-            )?;
-            Ok(values(&dks))
+            self.call(conv_backward_filter, (x, self.x_shape()), (dy, self.y_shape()), self.k_shape(), dtype)
         }
 
         /// Random x, kernel and dy for this case.
@@ -830,18 +839,6 @@ mod tests {
     /// An output buffer full of NaN, so that any element a kernel forgets to write shows.
     fn garbage(shape: &[usize], dtype: DType) -> CpuStorage {
         storage(&vec![f64::NAN; Case::len(shape)], dtype)
-    }
-
-    fn values(s: &CpuStorage) -> Vec<f64> {
-        match s {
-            CpuStorage::F32(v) => v.iter().map(|&v| v as f64).collect(),
-            CpuStorage::F64(v) => v.clone(),
-            _ => unreachable!(),
-        }
-    }
-
-    fn dot(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(a, b)| a * b).sum()
     }
 
     fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {

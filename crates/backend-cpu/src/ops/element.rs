@@ -7,7 +7,7 @@
 //! * [`Float`]: `f32` and `f64`, with the transcendental functions.
 
 use std::fmt::Debug;
-use std::ops::{Add, Div, Mul, Neg, Sub};
+use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
 use half::f16;
 use keras_backend_api::{BackendError, DType};
@@ -384,9 +384,16 @@ fn u8_is_negative(_: u8) -> bool {
     false
 }
 
-/// `f32` and `f64`: the transcendental functions of the unary kernel.
+/// `f32` and `f64`: the transcendental functions of the unary kernel, and the element type of
+/// the float-only kernels (softmax, batch norm, convolution, pooling).
 pub trait Float:
-    Number + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self> + Neg<Output = Self>
+    Number
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
 {
     /// Square root.
     fn sqrt(self) -> Self;
@@ -427,42 +434,18 @@ pub trait Float:
     }
 }
 
+/// Implements [`Float`] for `$t`: each method `a => b` calls the inherent `<$t>::b`.
 macro_rules! impl_float {
     ($t:ty) => {
+        impl_float!(@delegate $t;
+            sqrt => sqrt, exp => exp, exp_m1 => exp_m1, ln => ln, ln_1p => ln_1p, sin => sin, cos => cos,
+            tanh => tanh, round_even => round_ties_even, floor => floor, ceil => ceil);
+    };
+    (@delegate $t:ty; $($method:ident => $inherent:ident),+) => {
         impl Float for $t {
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
-            fn exp(self) -> Self {
-                <$t>::exp(self)
-            }
-            fn exp_m1(self) -> Self {
-                <$t>::exp_m1(self)
-            }
-            fn ln(self) -> Self {
-                <$t>::ln(self)
-            }
-            fn ln_1p(self) -> Self {
-                <$t>::ln_1p(self)
-            }
-            fn sin(self) -> Self {
-                <$t>::sin(self)
-            }
-            fn cos(self) -> Self {
-                <$t>::cos(self)
-            }
-            fn tanh(self) -> Self {
-                <$t>::tanh(self)
-            }
-            fn round_even(self) -> Self {
-                <$t>::round_ties_even(self)
-            }
-            fn floor(self) -> Self {
-                <$t>::floor(self)
-            }
-            fn ceil(self) -> Self {
-                <$t>::ceil(self)
-            }
+            $(fn $method(self) -> Self {
+                <$t>::$inherent(self)
+            })+
         }
     };
 }
@@ -472,35 +455,15 @@ impl_float!(f64);
 /// Runs `$body` with the type alias `$T` set to the element type of `$dtype` (a [`DType`]).
 macro_rules! for_dtype {
     ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::ops::element::for_dtype!(@arms $dtype, $T, $body;
+            F16 => half::f16, F32 => f32, F64 => f64, I32 => i32, I64 => i64, U8 => u8, Bool => bool)
+    };
+    (@arms $dtype:expr, $T:ident, $body:expr; $($variant:ident => $t:ty),+) => {
         match $dtype {
-            keras_backend_api::DType::F16 => {
-                type $T = half::f16;
+            $(keras_backend_api::DType::$variant => {
+                type $T = $t;
                 $body
-            }
-            keras_backend_api::DType::F32 => {
-                type $T = f32;
-                $body
-            }
-            keras_backend_api::DType::F64 => {
-                type $T = f64;
-                $body
-            }
-            keras_backend_api::DType::I32 => {
-                type $T = i32;
-                $body
-            }
-            keras_backend_api::DType::I64 => {
-                type $T = i64;
-                $body
-            }
-            keras_backend_api::DType::U8 => {
-                type $T = u8;
-                $body
-            }
-            keras_backend_api::DType::Bool => {
-                type $T = bool;
-                $body
-            }
+            })+
         }
     };
 }

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::element::{Float, PAR_THRESHOLD, for_each_row, view, view_mut};
 use super::{Tensor, TensorMut};
-use crate::{CpuStorage, Result, layout::broadcast_strides};
+use crate::{CpuStorage, Result, layout::broadcast_strides, storage::unsupported_dtype};
 
 /// Columns per task when softmax runs along a non-last axis.
 const COLUMNS: usize = 1024;
@@ -34,7 +34,7 @@ pub fn softmax(x: Tensor<'_>, axis: usize, log: bool, out: TensorMut<'_>) -> Res
     match x.data {
         CpuStorage::F32(xs) => softmax_typed(xs, n, inner, log, view_mut(out.data, kernel, "out")?),
         CpuStorage::F64(xs) => softmax_typed(xs, n, inner, log, view_mut(out.data, kernel, "out")?),
-        CpuStorage::F16(_) => return Err(BackendError::unsupported(format!("{kernel} on float16"))),
+        CpuStorage::F16(_) => return Err(unsupported_dtype(kernel, DType::F16)),
         other => {
             return Err(BackendError::invalid(format!("{kernel}: takes float tensors, got {}", other.dtype())));
         }
@@ -149,7 +149,7 @@ pub fn batch_norm(
     match x.data.dtype() {
         DType::F32 => batch_norm_typed::<f32>(x, &params, epsilon, out),
         DType::F64 => batch_norm_typed::<f64>(x, &params, epsilon, out),
-        DType::F16 => Err(BackendError::unsupported(format!("{KERNEL} on float16"))),
+        DType::F16 => Err(unsupported_dtype(KERNEL, DType::F16)),
         other => Err(BackendError::invalid(format!("{KERNEL}: takes float tensors, got {other}"))),
     }
 }

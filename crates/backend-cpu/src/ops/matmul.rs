@@ -8,6 +8,7 @@ use super::{Tensor, TensorMut};
 use crate::{
     CpuStorage, Result,
     layout::{StridedIndex, broadcast_strides},
+    storage::unsupported_dtype,
 };
 
 /// Element types the GEMM runs on.
@@ -135,7 +136,7 @@ pub fn matmul(a: Tensor<'_>, b: Tensor<'_>, out: TensorMut<'_>, transpose_a: boo
         (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(out)) => problem.run(a, b, out),
         (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(out)) => problem.run(a, b, out),
         (a, b, out) if a.dtype() == b.dtype() && b.dtype() == out.dtype() => {
-            Err(BackendError::unsupported(format!("matmul on {}", a.dtype())))
+            Err(unsupported_dtype("matmul", a.dtype()))
         }
         (a, b, out) => Err(BackendError::invalid(format!(
             "matmul: dtypes differ (a {}, b {}, out {}); this kernel needs them equal",

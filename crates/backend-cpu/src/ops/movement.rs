@@ -6,9 +6,9 @@
 
 use std::borrow::Cow;
 
-use half::f16;
 use keras_backend_api::{BackendError, Layout, shape};
 
+use super::element::{Element, Number};
 use super::{Tensor, TensorMut};
 use crate::{
     CpuStorage, Result,
@@ -16,77 +16,6 @@ use crate::{
     storage::dtype_mismatch,
     with_same_dtype, with_storage,
 };
-
-/// An element type of [`CpuStorage`], as the movement kernels need it.
-trait Element: Copy + Send + Sync + 'static {
-    /// `value` converted: saturating for integers (NaN gives 0), `value != 0` for `bool`.
-    fn from_f64(value: f64) -> Self;
-    /// The typed elements of `storage`, when it holds this type.
-    fn view(storage: &CpuStorage) -> Option<&[Self]>;
-}
-
-macro_rules! element {
-    ($($t:ty => $variant:ident, |$v:ident| $convert:expr;)*) => {$(
-        impl Element for $t {
-            fn from_f64($v: f64) -> Self {
-                $convert
-            }
-            fn view(storage: &CpuStorage) -> Option<&[Self]> {
-                match storage {
-                    CpuStorage::$variant(v) => Some(v),
-                    _ => None,
-                }
-            }
-        }
-    )*};
-}
-
-// `as` from a float saturates and maps NaN to 0, which is the contract's conversion.
-element! {
-    f16 => F16, |v| f16::from_f64(v);
-    f32 => F32, |v| v as f32;
-    f64 => F64, |v| v;
-    i32 => I32, |v| v as i32;
-    i64 => I64, |v| v as i64;
-    u8 => U8, |v| v as u8;
-    bool => Bool, |v| v != 0.0;
-}
-
-/// Addition for scatter-add; integers wrap rather than panic on overflow.
-trait Accumulate: Element {
-    fn add(self, other: Self) -> Self;
-}
-
-impl Accumulate for f16 {
-    fn add(self, other: Self) -> Self {
-        self + other
-    }
-}
-impl Accumulate for f32 {
-    fn add(self, other: Self) -> Self {
-        self + other
-    }
-}
-impl Accumulate for f64 {
-    fn add(self, other: Self) -> Self {
-        self + other
-    }
-}
-impl Accumulate for i32 {
-    fn add(self, other: Self) -> Self {
-        self.wrapping_add(other)
-    }
-}
-impl Accumulate for i64 {
-    fn add(self, other: Self) -> Self {
-        self.wrapping_add(other)
-    }
-}
-impl Accumulate for u8 {
-    fn add(self, other: Self) -> Self {
-        self.wrapping_add(other)
-    }
-}
 
 /// Checks that every offset of the strided view lies in a buffer of `len` elements, so the
 /// copy loops below index without failing.
@@ -399,12 +328,13 @@ pub fn scatter_add(updates: Tensor<'_>, indices: Tensor<'_>, axis: usize, out: T
     let idx = resolve_indices("scatter_add", indices, axis, dim)?;
     let inner = volume(&out.shape[axis + 1..]);
     match (updates.data, &mut *out.data) {
-        (CpuStorage::F16(u), CpuStorage::F16(o)) => add_blocks(u, dim, inner, &idx, o),
-        (CpuStorage::F32(u), CpuStorage::F32(o)) => add_blocks(u, dim, inner, &idx, o),
-        (CpuStorage::F64(u), CpuStorage::F64(o)) => add_blocks(u, dim, inner, &idx, o),
-        (CpuStorage::I32(u), CpuStorage::I32(o)) => add_blocks(u, dim, inner, &idx, o),
-        (CpuStorage::I64(u), CpuStorage::I64(o)) => add_blocks(u, dim, inner, &idx, o),
-        (CpuStorage::U8(u), CpuStorage::U8(o)) => add_blocks(u, dim, inner, &idx, o),
+        // `f16` is no `Number` (the arithmetic kernels widen it); half's `+` rounds each sum.
+        (CpuStorage::F16(u), CpuStorage::F16(o)) => add_blocks(u, dim, inner, &idx, o, |a, b| a + b),
+        (CpuStorage::F32(u), CpuStorage::F32(o)) => add_blocks(u, dim, inner, &idx, o, Number::add),
+        (CpuStorage::F64(u), CpuStorage::F64(o)) => add_blocks(u, dim, inner, &idx, o, Number::add),
+        (CpuStorage::I32(u), CpuStorage::I32(o)) => add_blocks(u, dim, inner, &idx, o, Number::add),
+        (CpuStorage::I64(u), CpuStorage::I64(o)) => add_blocks(u, dim, inner, &idx, o, Number::add),
+        (CpuStorage::U8(u), CpuStorage::U8(o)) => add_blocks(u, dim, inner, &idx, o, Number::add),
         (CpuStorage::Bool(_), CpuStorage::Bool(_)) => {
             Err(BackendError::invalid("scatter_add: bool tensors cannot be added; use a numeric dtype"))
         }
@@ -412,8 +342,16 @@ pub fn scatter_add(updates: Tensor<'_>, indices: Tensor<'_>, axis: usize, out: T
     }
 }
 
-/// `dst[o, idx[j], :] += src[o, j, :]` after zeroing `dst`: the transpose of [`take_blocks`].
-fn add_blocks<T: Accumulate>(src: &[T], dim: usize, inner: usize, idx: &[usize], dst: &mut [T]) -> Result<()> {
+/// `dst[o, idx[j], :] = add(dst[o, idx[j], :], src[o, j, :])` after zeroing `dst`: the
+/// transpose of [`take_blocks`]. `add` wraps for integers ([`Number::add`]).
+fn add_blocks<T: Element>(
+    src: &[T],
+    dim: usize,
+    inner: usize,
+    idx: &[usize],
+    dst: &mut [T],
+    add: impl Fn(T, T) -> T,
+) -> Result<()> {
     dst.fill(T::from_f64(0.0));
     if inner == 0 || dim == 0 || idx.is_empty() {
         return Ok(());
@@ -421,7 +359,7 @@ fn add_blocks<T: Accumulate>(src: &[T], dim: usize, inner: usize, idx: &[usize],
     for (dst, src) in dst.chunks_exact_mut(dim * inner).zip(src.chunks_exact(idx.len() * inner)) {
         for (s, &i) in src.chunks_exact(inner).zip(idx) {
             for (d, &v) in dst[i * inner..(i + 1) * inner].iter_mut().zip(s) {
-                *d = d.add(v);
+                *d = add(*d, v);
             }
         }
     }
@@ -587,6 +525,8 @@ fn resize_axis<T: Copy>(src: &[T], shape: &mut [usize], axis: usize, to: usize, 
 
 #[cfg(test)]
 mod tests {
+    use half::f16;
+
     use super::*;
 
     fn t<'a>(data: &'a CpuStorage, shape: &'a [usize]) -> Tensor<'a> {

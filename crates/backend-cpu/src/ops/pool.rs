@@ -14,7 +14,8 @@ use std::ops::Range;
 use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams};
 use rayon::prelude::*;
 
-use super::window::{Element, Window, beats, fmt_shape, with_float_triple};
+use super::element::Float;
+use super::window::{Window, beats, fmt_shape, with_float_triple};
 use super::{Tensor, TensorMut};
 use crate::{Result, with_float_pair};
 
@@ -111,7 +112,7 @@ impl PoolGeometry {
 
     /// The flat input position of the first maximum of plane `plane` over `window_box`, or
     /// `None` for an empty box.
-    fn argmax<T: Element>(&self, plane: &[T], window_box: [&Range<usize>; 3]) -> Option<usize> {
+    fn argmax<T: Float>(&self, plane: &[T], window_box: [&Range<usize>; 3]) -> Option<usize> {
         let mut best: Option<usize> = None;
         self.window.for_each_in_box(window_box, |i| {
             if best.is_none_or(|b| beats(plane[i], plane[b])) {
@@ -122,13 +123,13 @@ impl PoolGeometry {
     }
 }
 
-fn pool_typed<T: Element>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [T]) {
+fn pool_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [T]) {
     if y.is_empty() {
         return;
     }
     if x.is_empty() {
         // An empty spatial input: every window lies in padding.
-        y.fill(T::zero());
+        y.fill(T::ZERO);
         return;
     }
     let (in_len, out_len) = (geo.window.input_len(), geo.window.output_len());
@@ -139,9 +140,9 @@ fn pool_typed<T: Element>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [
                 for (p, y) in y.iter_mut().enumerate() {
                     let window_box = geo.window_box(p);
                     *y = match mode {
-                        PoolMode::Max => geo.argmax(x, window_box).map_or(T::zero(), |i| x[i]),
+                        PoolMode::Max => geo.argmax(x, window_box).map_or(T::ZERO, |i| x[i]),
                         PoolMode::Avg => {
-                            let mut sum = T::zero();
+                            let mut sum = T::ZERO;
                             geo.window.for_each_in_box(window_box, |i| sum += x[i]);
                             mean(sum, PoolGeometry::count(window_box))
                         }
@@ -158,7 +159,7 @@ fn pool_typed<T: Element>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [
                 let (b, p) = (row / out_len, row % out_len);
                 let x_b = &x[b * in_len * channels..(b + 1) * in_len * channels];
                 let window_box = geo.window_box(p);
-                y.fill(T::zero());
+                y.fill(T::ZERO);
                 let mut first = true;
                 geo.window.for_each_in_box(window_box, |i| {
                     let x = &x_b[i * channels..(i + 1) * channels];
@@ -182,8 +183,8 @@ fn pool_typed<T: Element>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [
     }
 }
 
-fn pool_backward_typed<T: Element>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy: &[T], dx: &mut [T]) {
-    dx.fill(T::zero());
+fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy: &[T], dx: &mut [T]) {
+    dx.fill(T::ZERO);
     if dx.is_empty() || dy.is_empty() {
         return;
     }
@@ -219,9 +220,9 @@ fn pool_backward_typed<T: Element>(geo: &PoolGeometry, mode: PoolMode, x: &[T], 
                 .zip(dy.par_chunks(out_len * channels))
                 .for_each(|((dx, x), dy)| {
                     // Per channel: the best value so far and where it is.
-                    let mut best = vec![T::zero(); channels];
+                    let mut best = vec![T::ZERO; channels];
                     let mut at = vec![0usize; channels];
-                    let mut share = vec![T::zero(); channels];
+                    let mut share = vec![T::ZERO; channels];
                     for (p, dy) in dy.chunks(channels).enumerate() {
                         let window_box = geo.window_box(p);
                         let count = PoolGeometry::count(window_box);
@@ -267,8 +268,8 @@ fn pool_backward_typed<T: Element>(geo: &PoolGeometry, mode: PoolMode, x: &[T], 
 }
 
 /// `sum / count`, or 0 for an empty window.
-fn mean<T: Element>(sum: T, count: usize) -> T {
-    if count == 0 { T::zero() } else { sum / T::from_usize(count) }
+fn mean<T: Float>(sum: T, count: usize) -> T {
+    if count == 0 { T::ZERO } else { sum / T::from_i64(count as i64) }
 }
 
 #[cfg(test)]
@@ -278,6 +279,7 @@ mod tests {
 
     use super::*;
     use crate::CpuStorage;
+    use crate::ops::window::test_support::{dot, flat, indices, values};
 
     /// Deterministic pseudo-random values in [-1, 1), coarsely quantised so that windows
     /// often hold ties.
@@ -289,18 +291,6 @@ mod tests {
                 ((state >> 33) % 16) as f64 / 8.0 - 1.0
             })
             .collect()
-    }
-
-    fn indices(shape: &[usize]) -> Vec<Vec<usize>> {
-        let mut all = vec![vec![]];
-        for &d in shape {
-            all = all.into_iter().flat_map(|prefix| (0..d).map(move |i| [prefix.clone(), vec![i]].concat())).collect();
-        }
-        all
-    }
-
-    fn flat(shape: &[usize], index: &[usize]) -> usize {
-        shape.iter().zip(index).fold(0, |acc, (&d, &i)| acc * d + i)
     }
 
     #[derive(Clone, Debug)]
@@ -477,18 +467,6 @@ mod tests {
     /// A NaN-filled output, so that any element a kernel forgets to write shows.
     fn garbage(len: usize, dtype: DType) -> CpuStorage {
         storage(&vec![f64::NAN; len], dtype)
-    }
-
-    fn values(s: &CpuStorage) -> Vec<f64> {
-        match s {
-            CpuStorage::F32(v) => v.iter().map(|&v| v as f64).collect(),
-            CpuStorage::F64(v) => v.clone(),
-            _ => unreachable!(),
-        }
-    }
-
-    fn dot(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(a, b)| a * b).sum()
     }
 
     fn assert_close(what: &str, got: &[f64], want: &[f64]) {

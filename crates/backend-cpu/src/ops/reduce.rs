@@ -95,53 +95,30 @@ struct MinR;
 struct AnyR;
 struct AllR;
 
-impl<T: Number> Reducer<T> for SumR {
-    type Acc = T::Acc;
-    fn init(&self) -> T::Acc {
-        <T::Acc as Number>::ZERO
-    }
-    fn step(&self, acc: T::Acc, x: T) -> T::Acc {
-        acc.add(x.to_acc())
-    }
-    fn combine(&self, a: T::Acc, b: T::Acc) -> T::Acc {
-        a.add(b)
-    }
-    fn finish(&self, acc: T::Acc, _: usize) -> T {
-        T::from_acc(acc)
-    }
+/// Sum, product and mean fold in `T::Acc` and differ only in the identity, the fold and how
+/// the result is finished from the total and the count.
+macro_rules! accumulating_reducer {
+    ($name:ident, $identity:ident, $fold:ident, |$acc:ident, $n:pat_param| $finish:expr) => {
+        impl<T: Number> Reducer<T> for $name {
+            type Acc = T::Acc;
+            fn init(&self) -> T::Acc {
+                <T::Acc as Number>::$identity
+            }
+            fn step(&self, acc: T::Acc, x: T) -> T::Acc {
+                acc.$fold(x.to_acc())
+            }
+            fn combine(&self, a: T::Acc, b: T::Acc) -> T::Acc {
+                a.$fold(b)
+            }
+            fn finish(&self, $acc: T::Acc, $n: usize) -> T {
+                $finish
+            }
+        }
+    };
 }
-
-impl<T: Number> Reducer<T> for ProdR {
-    type Acc = T::Acc;
-    fn init(&self) -> T::Acc {
-        <T::Acc as Number>::ONE
-    }
-    fn step(&self, acc: T::Acc, x: T) -> T::Acc {
-        acc.mul(x.to_acc())
-    }
-    fn combine(&self, a: T::Acc, b: T::Acc) -> T::Acc {
-        a.mul(b)
-    }
-    fn finish(&self, acc: T::Acc, _: usize) -> T {
-        T::from_acc(acc)
-    }
-}
-
-impl<T: Number> Reducer<T> for MeanR {
-    type Acc = T::Acc;
-    fn init(&self) -> T::Acc {
-        <T::Acc as Number>::ZERO
-    }
-    fn step(&self, acc: T::Acc, x: T) -> T::Acc {
-        acc.add(x.to_acc())
-    }
-    fn combine(&self, a: T::Acc, b: T::Acc) -> T::Acc {
-        a.add(b)
-    }
-    fn finish(&self, acc: T::Acc, n: usize) -> T {
-        T::mean(acc, n)
-    }
-}
+accumulating_reducer!(SumR, ZERO, add, |acc, _| T::from_acc(acc));
+accumulating_reducer!(ProdR, ONE, mul, |acc, _| T::from_acc(acc));
+accumulating_reducer!(MeanR, ZERO, add, |acc, n| T::mean(acc, n));
 
 impl<T: Number> Reducer<T> for MaxR {
     type Acc = T;

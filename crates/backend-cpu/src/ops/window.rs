@@ -5,36 +5,18 @@
 //! stride 1, dilation 1, no padding, output 1), so the kernels have one fixed loop nest for
 //! 1-d, 2-d and 3-d instead of three.
 
-use std::fmt::Debug;
-use std::ops::{AddAssign, Range};
+use std::ops::Range;
 
 use keras_backend_api::{BackendError, DType, shape::conv_output_len};
 
-use super::matmul::GemmScalar;
-
-/// The float element types the window kernels run on (`f32` and `f64`).
-pub trait Element: GemmScalar + num_traits::Float + AddAssign + Debug {
-    /// `n` as this type (rounded for huge `n`; window counts are small).
-    fn from_usize(n: usize) -> Self;
-}
-
-impl Element for f32 {
-    fn from_usize(n: usize) -> Self {
-        n as f32
-    }
-}
-
-impl Element for f64 {
-    fn from_usize(n: usize) -> Self {
-        n as f64
-    }
-}
+use super::element::Float;
+use crate::storage::unsupported_dtype;
 
 /// `true` when `v` should replace `best` as a window maximum: strictly greater, or the first
 /// NaN (NaN propagates like TensorFlow's max pooling). Forward and backward pooling both use
 /// it, so the backward pass picks exactly the element the forward pass returned.
 #[inline]
-pub fn beats<T: Element>(v: T, best: T) -> bool {
+pub fn beats<T: Float>(v: T, best: T) -> bool {
     v > best || (v.is_nan() && !best.is_nan())
 }
 
@@ -51,7 +33,7 @@ pub fn fmt_shape(shape: &[usize]) -> String {
 #[cold]
 pub fn float_dtype_error(kernel: &str, names: &[&str], dtypes: &[DType]) -> BackendError {
     if dtypes.windows(2).all(|w| w[0] == w[1]) {
-        return BackendError::unsupported(format!("{kernel} on {}", dtypes[0]));
+        return unsupported_dtype(kernel, dtypes[0]);
     }
     let listed: Vec<String> = names.iter().zip(dtypes).map(|(n, d)| format!("`{n}` {d}")).collect();
     BackendError::invalid(format!("{kernel}: dtypes differ ({}); this kernel needs them equal", listed.join(", ")))
@@ -290,6 +272,40 @@ impl Window {
             }
         }
         taps
+    }
+}
+
+/// Reference-model helpers of the convolution and pooling tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::CpuStorage;
+
+    /// Every multi-index of `shape`, row-major.
+    pub fn indices(shape: &[usize]) -> Vec<Vec<usize>> {
+        let mut all = vec![vec![]];
+        for &d in shape {
+            all = all.into_iter().flat_map(|prefix| (0..d).map(move |i| [prefix.clone(), vec![i]].concat())).collect();
+        }
+        all
+    }
+
+    /// The row-major flat position of `index` in `shape`.
+    pub fn flat(shape: &[usize], index: &[usize]) -> usize {
+        shape.iter().zip(index).fold(0, |acc, (&d, &i)| acc * d + i)
+    }
+
+    /// The elements of an `F32` or `F64` storage as `f64`.
+    pub fn values(s: &CpuStorage) -> Vec<f64> {
+        match s {
+            CpuStorage::F32(v) => v.iter().map(|&v| v as f64).collect(),
+            CpuStorage::F64(v) => v.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The dot product of `a` and `b`.
+    pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(a, b)| a * b).sum()
     }
 }
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command of keras-rs (README "Run the tests"; CI calls it through .ci/run).
+#
+# Builds every crate once, the plugin libraries and the example plugin included (the loader
+# tests load them from target/debug), then checks formatting and lints and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --workspace --all-targets --examples
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --examples -- -D warnings
+cargo test --workspace --no-fail-fast
