@@ -67,6 +67,8 @@
 //! a folder on `KERAS_BACKEND_PATH` and select it with `KERAS_BACKEND=mine`; `keras-cli backend
 //! list` shows whether it loads and `keras-cli conformance` runs the reference cases on it.
 
+#![warn(missing_docs)]
+
 // abi_stable's `#[sabi_trait]` expands to non-local impls; `batch_norm` takes its five tensors
 // and epsilon as the contract's plain arguments.
 #[allow(non_local_definitions, clippy::too_many_arguments)]

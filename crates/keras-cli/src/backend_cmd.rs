@@ -77,7 +77,9 @@ fn list(json: bool) -> Result<(), Error> {
                 Ok(backend) => {
                     println!("{} ok {} {} {path}", found.name, backend.info().version, backend.info().device)
                 }
-                Err(e) => println!("{} failed: {e} {path}", found.name),
+                // Most load errors already name the file; show it only when this one does not.
+                Err(e) if e.to_string().contains(&path) => println!("{} failed: {e}", found.name),
+                Err(e) => println!("{} failed: {e} ({path})", found.name),
             }
         }
     }
