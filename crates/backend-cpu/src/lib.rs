@@ -229,12 +229,15 @@ impl Backend for CpuBackend {
 
     fn binary(&self, op: BinaryOp, a: TensorRef<'_>, b: TensorRef<'_>, out: TensorRef<'_>) -> BackendResult<()> {
         if a.buffer == b.buffer && a.buffer == out.buffer {
-            // x op x in place: read a private copy of x.
+            // x op x in place: read a private copy of x. `a` and `b` may view the buffer with
+            // different shapes, so each keeps its own.
             return to_abi(self.buffers.with_buffer("binary", a.buffer, |s| Ok(s.clone())).and_then(|copy| {
                 check_len("binary", "a", &a.shape, &copy)?;
+                check_len("binary", "b", &b.shape, &copy)?;
                 self.run("binary", &[], &[], out, |_, out| {
-                    let x = Tensor { data: &copy, shape: &a.shape };
-                    ops::elementwise::binary(op, x, x, out)
+                    let lhs = Tensor { data: &copy, shape: &a.shape };
+                    let rhs = Tensor { data: &copy, shape: &b.shape };
+                    ops::elementwise::binary(op, lhs, rhs, out)
                 })
             }));
         }
@@ -431,5 +434,52 @@ impl Backend for CpuBackend {
             out,
             |t, out| ops::fused::batch_norm(t[0], t[1], t[2], t[3], t[4], epsilon, out),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::std_types::RResult::ROk;
+
+    fn upload(backend: &CpuBackend, values: &[f32]) -> BufferId {
+        let id = backend.alloc(DType::F32, values.len()).unwrap();
+        assert!(matches!(backend.upload(id, RSlice::from_slice(bytemuck::cast_slice(values))), ROk(())));
+        id
+    }
+
+    fn download(backend: &CpuBackend, id: BufferId, len: usize) -> Vec<f32> {
+        let mut values = vec![0f32; len];
+        assert!(matches!(
+            backend.download(id, RSliceMut::from_mut_slice(bytemuck::cast_slice_mut(&mut values))),
+            ROk(())
+        ));
+        values
+    }
+
+    #[test]
+    fn in_place_binary_keeps_each_operand_view() {
+        let backend = CpuBackend::default();
+        // One buffer as lhs [4], rhs [1, 4] and out [1, 4]: the views broadcast, result x + x.
+        let x = upload(&backend, &[1.0, 2.0, 3.0, 4.0]);
+        let doubled = backend.binary(
+            BinaryOp::Add,
+            TensorRef::new(x, &[4]),
+            TensorRef::new(x, &[1, 4]),
+            TensorRef::new(x, &[1, 4]),
+        );
+        assert!(matches!(doubled, ROk(())), "{doubled:?}");
+        assert_eq!(download(&backend, x, 4), [2.0, 4.0, 6.0, 8.0]);
+
+        // lhs [2, 2] and rhs [4] do not broadcast: an error naming both, not a silent x * x.
+        let mismatched = backend.binary(
+            BinaryOp::Mul,
+            TensorRef::new(x, &[2, 2]),
+            TensorRef::new(x, &[4]),
+            TensorRef::new(x, &[2, 2]),
+        );
+        let message = mismatched.into_result().unwrap_err().message;
+        assert!(message.contains("[2, 2]") && message.contains("[4]"), "{message}");
+        assert_eq!(download(&backend, x, 4), [2.0, 4.0, 6.0, 8.0], "a refused call leaves out as it was");
     }
 }
