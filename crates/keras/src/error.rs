@@ -63,6 +63,16 @@ pub enum Error {
         source: BackendError,
     },
 
+    /// A K function was given arguments it cannot accept: shapes that do not fit its shape rule,
+    /// bad axes, wrong dtypes, a missing feed. Raised when the graph is built or fed.
+    #[error("{function}: {message}")]
+    Graph {
+        /// The K function (or primitive) that refused, e.g. `dot` or `function`.
+        function: String,
+        /// What is wrong, naming the argument and the shapes or values.
+        message: String,
+    },
+
     /// A host-side buffer operation was misused (wrong byte count, wrong element type).
     #[error("buffer {operation}: {message}")]
     Buffer {
@@ -80,6 +90,11 @@ impl Error {
             Error::Load { kind, .. } => Some(*kind),
             _ => None,
         }
+    }
+
+    /// An [`Error::Graph`].
+    pub(crate) fn graph(function: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Graph { function: function.into(), message: message.into() }
     }
 
     pub(crate) fn config(path: impl Into<PathBuf>, field: Option<&str>, message: impl Into<String>) -> Error {

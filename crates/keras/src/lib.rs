@@ -37,13 +37,21 @@
 
 #![warn(missing_docs)]
 
+mod array;
+mod autodiff;
+pub mod backend;
 mod buffer;
 pub mod config;
 mod error;
+mod exec;
+pub mod graph;
 mod loader;
+mod ops;
 pub mod registry;
 
+pub use array::Array;
 pub use buffer::{Buffer, Element};
+pub use graph::Tensor;
 pub use config::{BackendSource, Config};
 pub use error::{Error, LoadFailure, Result};
 pub use registry::Backend;
