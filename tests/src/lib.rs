@@ -85,3 +85,5 @@ pub fn cpu_model() -> Option<String> {
 pub fn assert_one_line(message: &str) {
     assert!(!message.trim_end().contains('\n'), "expected one line, got:\n{message}");
 }
+
+pub mod conformance;

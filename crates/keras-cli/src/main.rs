@@ -2,6 +2,7 @@
 //! own; this file only parses the command line, sets up logging and reports errors.
 
 mod backend_cmd;
+mod conformance_cmd;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Show the active backend, list the available ones, or select one.
     Backend(backend_cmd::BackendArgs),
+    /// Run the Keras 1 conformance cases on one backend or all of them.
+    Conformance(conformance_cmd::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Backend(args) => backend_cmd::run(args),
+        Command::Conformance(args) => conformance_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

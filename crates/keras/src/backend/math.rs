@@ -150,18 +150,21 @@ pub fn hard_sigmoid(x: &Tensor) -> Result<Tensor> {
     clip(&((x * 0.2) + &scalar_like(0.5, x)?)?, 0.0, Some(1.0))
 }
 
-/// Rectified linear unit: `min(max(x, 0), max_value) - alpha · max(-x, 0)`.
+/// Rectified linear unit: `min(max(x, 0), max_value) + alpha · min(x, 0)`.
+///
+/// Built from selects on `x > 0` and `x < 0` rather than `maximum`, so that the derivative at
+/// 0 is 0 as TensorFlow's `relu` has it (a `maximum` tie would pass the gradient to both sides).
 pub fn relu(x: &Tensor, alpha: f64, max_value: Option<f64>) -> Result<Tensor> {
     let zero = scalar_like(0.0, x)?;
-    let mut y = binary(BinaryOp::Maximum, x, &zero)?;
+    let mut y = select(&binary(BinaryOp::Greater, x, &zero)?, x, &zero)?;
     if let Some(max_value) = max_value {
         y = binary(BinaryOp::Minimum, &y, &scalar_like(max_value, x)?)?;
     }
     if alpha != 0.0 {
-        let negative_part = binary(BinaryOp::Maximum, &unary(UnaryOp::Neg, x)?, &zero)?;
-        y = (&y - (&negative_part * alpha))?;
+        let negative_part = select(&binary(BinaryOp::Less, x, &zero)?, x, &zero)?;
+        y = (&y + (&negative_part * alpha))?;
     }
-    Ok(y)
+    named("relu", Ok(y))
 }
 
 /// Exponential linear unit: `x` for `x > 0`, else `alpha · (exp(x) - 1)`.
