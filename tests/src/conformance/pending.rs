@@ -135,7 +135,6 @@ pub fn call_pending(function: &str, kw: &Kwargs) -> Option<String> {
             .and_then(|()| kw.dim_ordering().map(drop)),
         "ctc_batch_cost" => Ok(()),
         "ctc_decode" => ctc_decode_options(kw).map(drop),
-        "rnn" => rnn_options(kw).map(drop),
         _ => return None,
     };
     Some(parsed.and_then(|()| kw.finish()).err().unwrap_or_else(|| not_implemented(function)))

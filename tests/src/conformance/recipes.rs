@@ -154,8 +154,14 @@ fn build_recipe(recipe: Recipe, case: &Case, inputs: &Inputs, kw: &Kwargs) -> Re
             Ok(Expression::Graph { outputs: outputs.map_err(k_error)?, learning_phase: Some(phase) })
         }
         Recipe::Rnn | Recipe::Lstm => {
-            pending::rnn_options(kw)?;
-            Err(not_implemented("rnn"))
+            let options = pending::rnn_options(kw)?;
+            let (w, u, h0) = (inputs.get("W")?.clone(), inputs.get("U")?.clone(), inputs.get("h0")?.clone());
+            let mask = inputs.get("mask").ok();
+            let mut states = vec![h0];
+            if recipe == Recipe::Lstm {
+                states.push(inputs.get("c0")?.clone());
+            }
+            graph(recurrence(recipe, x()?, w, u, &states, mask, options))
         }
         Recipe::GradientsConv2dPool2dCce => {
             kw.dim_ordering()?;
@@ -163,6 +169,40 @@ fn build_recipe(recipe: Recipe, case: &Case, inputs: &Inputs, kw: &Kwargs) -> Re
             Err(not_implemented("conv2d"))
         }
     }
+}
+
+/// README section 4's `rnn_` (tanh) and `lstm_` recipes: `[last_output, outputs] + states`.
+fn recurrence(
+    recipe: Recipe,
+    x: &Tensor,
+    w: Tensor,
+    u: Tensor,
+    states: &[Tensor],
+    mask: Option<&Tensor>,
+    options: pending::RnnOptions,
+) -> keras::Result<Outputs> {
+    let time = x.shape().get(1).copied().flatten();
+    let input_length = if options.unroll { time } else { None };
+    let lstm = recipe == Recipe::Lstm;
+    let step = move |x_t: &Tensor, states: &[Tensor]| -> keras::Result<(Tensor, Vec<Tensor>)> {
+        let z = (K::dot(x_t, &w)? + K::dot(&states[0], &u))?;
+        if !lstm {
+            let h = K::tanh(&z)?;
+            return Ok((h.clone(), vec![h]));
+        }
+        let units = states[0].shape()[1].unwrap_or(0) as isize;
+        let gate = |k: isize| K::slice(&z, &[(0, None), (k * units, Some((k + 1) * units))]);
+        let (i, f) = (K::sigmoid(&gate(0)?)?, K::sigmoid(&gate(1)?)?);
+        let (g, o) = (K::tanh(&gate(2)?)?, K::sigmoid(&gate(3)?)?);
+        let c = ((&f * &states[1])? + (&i * &g)?)?;
+        let h = (&o * K::tanh(&c))?;
+        Ok((h.clone(), vec![h, c]))
+    };
+    let (last, outputs, new_states) =
+        K::rnn(step, x, states, options.go_backwards, mask, &[], options.unroll, input_length)?;
+    let mut all = vec![last, outputs];
+    all.extend(new_states);
+    Ok(tuple(all))
 }
 
 /// `[loss] + K.gradients(loss, wrt)`.

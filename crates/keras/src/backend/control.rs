@@ -7,25 +7,21 @@
 //! by calling the loop body on placeholders of the slice shape (a graph that is never run).
 //!
 //! Tensors that the body closure captures (weights, other placeholders) become inputs of the
-//! late-built node, so [`gradients`](super::gradients) reach them as well as the loop's own
-//! arguments.
-
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+//! late-built node ([`special::expand_body`]), so [`gradients`](super::gradients) reach them as
+//! well as the loop's own arguments.
 
 use keras_backend_api::DType;
 
 use super::math::named;
 use crate::{
     error::{Error, Result},
-    graph::{Dim, Tensor, shape_string, topological_order_until},
+    graph::{Dim, Tensor, shape_string},
     ops::{
-        Expander, Op,
+        Expander,
         elementwise::{cast, select},
-        movement::{concat, insert_axes, remove_axes, slice},
-        source, special,
+        movement::{concat, insert_axes},
+        source,
+        special::{self, Body, merge_dims, step_of},
     },
 };
 
@@ -90,74 +86,50 @@ enum LoopBody {
 }
 
 /// A loop over axis 0 of `inputs[0]`; `inputs[1]` is the fold's initializer when there is one,
-/// and the rest are the tensors the body captures.
+/// and any further inputs are the tensors the body captures.
 struct Loop {
     body: LoopBody,
     has_initializer: bool,
-    /// The inputs the loop was built on. An expansion on other tensors (the executor's
-    /// specialised copies) rewires the body's graph from these to those, so that derivatives
-    /// with respect to the expansion's inputs see every use.
-    originals: Vec<Tensor>,
 }
 
 fn build_loop(body: LoopBody, elems: &Tensor, initializer: Option<&Tensor>) -> Result<Tensor> {
-    let mut looped = Loop { body, has_initializer: initializer.is_some(), originals: Vec::new() };
-    let name = looped.name();
+    let looped = Loop { body, has_initializer: initializer.is_some() };
     if elems.ndim() == 0 {
         return Err(Error::graph(
-            name,
+            looped.name(),
             format!("elems must have at least one axis, got a scalar {}", elems.describe()),
         ));
     }
     let mut inputs = vec![elems.clone()];
     inputs.extend(initializer.cloned());
-    if inputs.iter().any(|t| t.static_shape().is_none()) {
-        inputs.extend(looped.captured(&inputs)?);
-    }
-    looped.originals = inputs.clone();
-    let mut outputs = special::expand(Arc::new(looped), &inputs)?;
-    Ok(outputs.remove(0))
+    Ok(special::expand_body(looped, &inputs)?.remove(0))
 }
 
-impl Loop {
-    /// The loop body applied to fresh placeholders shaped like one step's arguments: the
-    /// placeholders and the body's result. Nodes built here are never run.
-    fn probe(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Tensor)> {
+impl Body for Loop {
+    /// The placeholders are the element, then (for a fold) the accumulator.
+    fn probe(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
         let elems = &inputs[0];
         let element = source::placeholder(elems.shape()[1..].to_vec(), elems.dtype(), None);
         match &self.body {
             LoopBody::Map(f) => {
                 let result = f(&element)?;
-                Ok((vec![element], result))
+                Ok((vec![element], vec![result]))
             }
             LoopBody::Fold { f, .. } => {
                 let start = if self.has_initializer { &inputs[1] } else { &element };
                 let acc = source::placeholder(start.shape().to_vec(), start.dtype(), None);
                 let result = f(&acc, &element)?;
-                Ok((vec![element, acc], result))
+                Ok((vec![element, acc], vec![result]))
             }
         }
     }
+}
 
-    /// The tensors existing before the loop that the body's graph uses, other than the loop's
-    /// own arguments and constants: found by walking the probe's graph back to nodes older
-    /// than the probe placeholders.
-    fn captured(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let (probes, result) = self.probe(inputs)?;
-        let first_new = probes.iter().map(Tensor::id).min().unwrap_or(0);
-        let is_old = |t: &Tensor| t.id() < first_new;
-        let mut seen: HashSet<u64> = inputs.iter().map(Tensor::id).collect();
-        let mut candidates = vec![result.clone()];
-        for node in topological_order_until(std::slice::from_ref(&result), is_old) {
-            candidates.extend(node.inputs().iter().cloned());
-        }
-        let constant = |t: &Tensor| t.inputs().is_empty() && matches!(t.op(), Op::Constant(_) | Op::Fill { .. });
-        Ok(candidates.into_iter().filter(|t| is_old(t) && !constant(t) && seen.insert(t.id())).collect())
-    }
-
+impl Loop {
     /// The result's shape and dtype (from the probe), checking a fold's body keeps `acc`'s type.
     fn result_type(&self, inputs: &[Tensor]) -> Result<(Vec<Dim>, DType)> {
-        let (probes, result) = self.probe(inputs)?;
+        let (probes, mut results) = self.probe(inputs)?;
+        let result = results.remove(0);
         match &self.body {
             LoopBody::Map(_) => {
                 let mut shape = vec![inputs[0].shape()[0]];
@@ -184,26 +156,6 @@ impl Loop {
     }
 }
 
-/// The more specific of two shapes that agree wherever both are known.
-fn merge_dims(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
-    if a.len() != b.len() {
-        return None;
-    }
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| match (x, y) {
-            (Some(p), Some(q)) if p != q => None,
-            _ => Some(x.or(*y)),
-        })
-        .collect()
-}
-
-/// `elems[index]` (axis 0 removed).
-fn element(elems: &Tensor, index: usize) -> Result<Tensor> {
-    let start = index as isize;
-    remove_axes(&slice(elems, &[(start, Some(start + 1))])?, &[0])
-}
-
 impl Expander for Loop {
     fn name(&self) -> &'static str {
         match self.body {
@@ -226,7 +178,7 @@ impl Expander for Loop {
             LoopBody::Map(f) => {
                 let mut rows = Vec::with_capacity(length);
                 for i in 0..length {
-                    rows.push(insert_axes(&f(&element(elems, i)?)?, &[0])?);
+                    rows.push(insert_axes(&f(&step_of(elems, 0, i)?)?, &[0])?);
                 }
                 if rows.is_empty() { empty_map_result(self, inputs)? } else { named(self.name(), concat(&rows, 0))? }
             }
@@ -237,7 +189,7 @@ impl Expander for Loop {
                 }
                 let (mut acc, rest) = match (self.has_initializer, order.split_first()) {
                     (true, _) => (inputs[1].clone(), &order[..]),
-                    (false, Some((&first, rest))) => (element(elems, first)?, rest),
+                    (false, Some((&first, rest))) => (step_of(elems, 0, first)?, rest),
                     (false, None) => {
                         return Err(Error::graph(
                             self.name(),
@@ -246,12 +198,12 @@ impl Expander for Loop {
                     }
                 };
                 for &i in rest {
-                    acc = f(&acc, &element(elems, i)?)?;
+                    acc = f(&acc, &step_of(elems, 0, i)?)?;
                 }
                 acc
             }
         };
-        Ok(vec![rewire(&result, &self.originals, inputs)?])
+        Ok(vec![result])
     }
 }
 
@@ -265,36 +217,4 @@ fn empty_map_result(looped: &Loop, inputs: &[Tensor]) -> Result<Tensor> {
             format!("elems is empty and the result shape {} is not known", shape_string(&shape)),
         )
     })
-}
-
-/// `root`'s graph with every use of `originals[k]` replaced by `replacements[k]`; nodes on
-/// the way are rebuilt (re-running their shape rules), the rest shared.
-fn rewire(root: &Tensor, originals: &[Tensor], replacements: &[Tensor]) -> Result<Tensor> {
-    let mut rebuilt: HashMap<u64, Tensor> = originals
-        .iter()
-        .zip(replacements)
-        .filter(|(old, new)| old.id() != new.id())
-        .map(|(old, new)| (old.id(), new.clone()))
-        .collect();
-    if rebuilt.is_empty() {
-        return Ok(root.clone());
-    }
-    let replaced: HashSet<u64> = rebuilt.keys().copied().collect();
-    for node in topological_order_until(std::slice::from_ref(root), |t| replaced.contains(&t.id())) {
-        let inputs: Vec<Tensor> =
-            node.inputs().iter().map(|t| rebuilt.get(&t.id()).cloned().unwrap_or_else(|| t.clone())).collect();
-        if inputs.iter().zip(node.inputs()).all(|(new, old)| new.id() == old.id()) {
-            continue;
-        }
-        let new = match node.op() {
-            // Their shape comes from their input (`like`), not from a shape rule.
-            Op::Fill { .. } | Op::Random { .. } => {
-                let shape = inputs[0].shape().to_vec();
-                Tensor::with_shape(node.op().clone(), inputs, shape, node.dtype(), None)
-            }
-            op => Tensor::new(op.clone(), inputs)?,
-        };
-        rebuilt.insert(node.id(), new);
-    }
-    Ok(rebuilt.get(&root.id()).cloned().unwrap_or_else(|| root.clone()))
 }

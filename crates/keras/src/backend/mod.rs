@@ -32,6 +32,7 @@ mod linalg;
 mod math;
 mod nn;
 mod operators;
+mod recurrent;
 mod variables;
 
 pub use config::{
@@ -44,6 +45,7 @@ pub use linalg::*;
 pub use math::*;
 pub use nn::*;
 pub use operators::Operand;
+pub use recurrent::*;
 pub use variables::*;
 
 pub use crate::{

@@ -1,15 +1,26 @@
 //! Primitives without a kernel of their own: `stop_gradient`, `print_tensor`, and `Expand`,
 //! the late-built subgraph behind loops of unknown length and shape-dependent derivatives.
+//!
+//! Loops whose body is a caller's closure (`map_fn`, `foldl`, `foldr`, `rnn`) are [`Body`]
+//! expanders built by [`expand_body`]: the tensors the closure captures (weights, other
+//! placeholders) become inputs of the late-built node, so that gradients reach them.
 
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use keras_backend_api::DType;
 
-use super::{Expander, Inferred, Op, source};
+use super::{
+    Expander, Inferred, Op,
+    movement::{remove_axes, slice},
+    source,
+};
 use crate::{
     autodiff,
     error::Result,
-    graph::{Dim, Tensor},
+    graph::{Dim, Tensor, topological_order_until},
 };
 
 pub(crate) fn stop_gradient(x: &Tensor) -> Result<Tensor> {
@@ -33,6 +44,115 @@ pub(crate) fn expand(expander: Arc<dyn Expander>, inputs: &[Tensor]) -> Result<V
             Tensor::with_shape(Op::Expand { expander: expander.clone(), output }, inputs.to_vec(), shape, dtype, None)
         })
         .collect())
+}
+
+/// A loop whose body is a caller's closure, which may use tensors built before the loop.
+pub(crate) trait Body: Expander {
+    /// The body applied to fresh placeholders standing for one step's arguments: those
+    /// placeholders and the body's results. Nodes built here are never run.
+    fn probe(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>)>;
+}
+
+/// The outputs of the loop `body` on `inputs`: built at once when every input shape is known,
+/// else as `Expand` nodes whose inputs are `inputs` followed by the tensors the body captures
+/// (the body's expansion must ignore inputs past its own).
+pub(crate) fn expand_body(body: impl Body + 'static, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    if inputs.iter().all(|t| t.static_shape().is_some()) {
+        return body.expand(inputs);
+    }
+    let (probes, results) = body.probe(inputs)?;
+    let mut all = inputs.to_vec();
+    all.extend(captured(&probes, &results, inputs));
+    expand(Arc::new(Capturing { body, originals: all.clone() }), &all)
+}
+
+/// A [`Body`] with its captured tensors as trailing inputs.
+struct Capturing<B> {
+    body: B,
+    /// The inputs the loop was built on. An expansion on other tensors (the executor's
+    /// specialised copies, or the derivative's) rewires the body's graph from these to those,
+    /// so that derivatives with respect to the expansion's inputs see every use.
+    originals: Vec<Tensor>,
+}
+
+impl<B: Body> Expander for Capturing<B> {
+    fn name(&self) -> &'static str {
+        self.body.name()
+    }
+    fn infer(&self, inputs: &[Tensor]) -> std::result::Result<Vec<(Vec<Dim>, DType)>, String> {
+        self.body.infer(inputs)
+    }
+    fn expand(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        rewire(&self.body.expand(inputs)?, &self.originals, inputs)
+    }
+}
+
+/// The tensors existing before the loop that the body's graph (`results`) uses, other than the
+/// loop's own `inputs` and constants: found by walking back to nodes older than `probes`.
+fn captured(probes: &[Tensor], results: &[Tensor], inputs: &[Tensor]) -> Vec<Tensor> {
+    let first_new = probes.iter().map(Tensor::id).min().unwrap_or(0);
+    let is_old = |t: &Tensor| t.id() < first_new;
+    let mut seen: HashSet<u64> = inputs.iter().map(Tensor::id).collect();
+    let mut candidates = results.to_vec();
+    for node in topological_order_until(results, is_old) {
+        candidates.extend(node.inputs().iter().cloned());
+    }
+    let constant = |t: &Tensor| t.inputs().is_empty() && matches!(t.op(), Op::Constant(_) | Op::Fill { .. });
+    candidates.into_iter().filter(|t| is_old(t) && !constant(t) && seen.insert(t.id())).collect()
+}
+
+/// `roots`' graph with every use of `originals[k]` replaced by `replacements[k]`; nodes on the
+/// way are rebuilt (re-running their shape rules), the rest shared.
+fn rewire(roots: &[Tensor], originals: &[Tensor], replacements: &[Tensor]) -> Result<Vec<Tensor>> {
+    let mut rebuilt: HashMap<u64, Tensor> = originals
+        .iter()
+        .zip(replacements)
+        .filter(|(old, new)| old.id() != new.id())
+        .map(|(old, new)| (old.id(), new.clone()))
+        .collect();
+    if rebuilt.is_empty() {
+        return Ok(roots.to_vec());
+    }
+    let replaced: HashSet<u64> = rebuilt.keys().copied().collect();
+    for node in topological_order_until(roots, |t| replaced.contains(&t.id())) {
+        let inputs: Vec<Tensor> =
+            node.inputs().iter().map(|t| rebuilt.get(&t.id()).cloned().unwrap_or_else(|| t.clone())).collect();
+        if inputs.iter().zip(node.inputs()).all(|(new, old)| new.id() == old.id()) {
+            continue;
+        }
+        let new = match node.op() {
+            // Their shape comes from their input (`like`), not from a shape rule.
+            Op::Fill { .. } | Op::Random { .. } => {
+                let shape = inputs[0].shape().to_vec();
+                Tensor::with_shape(node.op().clone(), inputs, shape, node.dtype(), None)
+            }
+            op => Tensor::new(op.clone(), inputs)?,
+        };
+        rebuilt.insert(node.id(), new);
+    }
+    Ok(roots.iter().map(|root| rebuilt.get(&root.id()).cloned().unwrap_or_else(|| root.clone())).collect())
+}
+
+/// Step `index` of a loop over `axis` of `x`: `x[.., index, ..]` with that axis removed.
+pub(crate) fn step_of(x: &Tensor, axis: usize, index: usize) -> Result<Tensor> {
+    let mut ranges = vec![(0, None); axis + 1];
+    ranges[axis] = (index as isize, Some(index as isize + 1));
+    remove_axes(&slice(x, &ranges)?, &[axis])
+}
+
+/// The more specific of two shapes that agree wherever both are known; `None` when they
+/// differ in rank or in a known dimension.
+pub(crate) fn merge_dims(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
+    if a.len() != b.len() {
+        return None;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| match (x, y) {
+            (Some(p), Some(q)) if p != q => None,
+            _ => Some(x.or(*y)),
+        })
+        .collect()
 }
 
 type BuildFn = dyn Fn(&[Tensor]) -> Result<Tensor> + Send + Sync;
