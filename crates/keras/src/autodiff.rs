@@ -62,7 +62,10 @@ pub(crate) fn gradients(loss: &Tensor, wrt: &[Tensor]) -> Result<Vec<Tensor>> {
         return Err(Error::graph("gradients", format!("the loss must be a float tensor, got {}", loss.dtype())));
     }
     if let Some(x) = wrt.iter().find(|x| !x.dtype().is_float()) {
-        return Err(Error::graph("gradients", format!("cannot differentiate with respect to {} {}", x.dtype(), x.describe())));
+        return Err(Error::graph(
+            "gradients",
+            format!("cannot differentiate with respect to {} {}", x.dtype(), x.describe()),
+        ));
     }
     let seed = source::fill_like(1.0, loss, loss.dtype());
     let grads = vjp_of(loss, &seed, wrt)?;

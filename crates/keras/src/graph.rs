@@ -55,7 +55,13 @@ impl Tensor {
     }
 
     /// Builds a node whose shape and dtype the caller already knows (leaves).
-    pub(crate) fn with_shape(op: Op, inputs: Vec<Tensor>, shape: Vec<Dim>, dtype: DType, name: Option<String>) -> Tensor {
+    pub(crate) fn with_shape(
+        op: Op,
+        inputs: Vec<Tensor>,
+        shape: Vec<Dim>,
+        dtype: DType,
+        name: Option<String>,
+    ) -> Tensor {
         let id = NEXT_NODE_ID.fetch_add(1, Ordering::Relaxed);
         Tensor(Arc::new(Node { id, op, inputs, shape, dtype, name }))
     }

@@ -51,7 +51,7 @@ pub mod registry;
 
 pub use array::Array;
 pub use buffer::{Buffer, Element};
-pub use graph::Tensor;
 pub use config::{BackendSource, Config};
 pub use error::{Error, LoadFailure, Result};
+pub use graph::Tensor;
 pub use registry::Backend;

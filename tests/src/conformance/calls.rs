@@ -8,7 +8,7 @@ use keras::{
 };
 use serde_json::{Map, Value};
 
-use super::{kwargs::Kwargs, pending};
+use super::{kwargs::Kwargs, options};
 
 /// Labelled output tensors, flattened depth-first (README section 1).
 pub type Outputs = Vec<(String, Tensor)>;
@@ -95,9 +95,6 @@ fn reduction_fn(function: &str) -> Option<Reduction> {
 /// Calls `K.<function>(*args, **kwargs)` and labels what it returns.
 pub fn call(function: &str, args: &[Tensor], kwargs: &Map<String, Value>) -> Result<Outputs, String> {
     let kw = Kwargs::new(function, kwargs);
-    if let Some(reason) = pending::call_pending(function, &kw) {
-        return Err(reason);
-    }
     let x = || arg(function, args, 0);
     let y = || arg(function, args, 1);
     let outputs = if let Some(f) = unary_fn(function) {
@@ -218,8 +215,77 @@ fn call_with_options(function: &str, args: &[Tensor], kw: &Kwargs) -> Result<ker
             one(K::dropout(x()?, level, noise_shape.as_deref(), seed))
         }
         "stop_gradient" => one(K::stop_gradient(x()?)),
+        "conv1d" | "conv2d" | "conv3d" | "atrous_conv2d" | "separable_conv2d" | "deconv2d" => {
+            let spatial = match function {
+                "conv1d" => 1,
+                "conv3d" => 3,
+                _ => 2,
+            };
+            let o = options::conv_options(function, kw, spatial)?;
+            let border = border_mode(function, &o.border_mode)?;
+            let pair = |v: &[usize]| (v[0], v.get(1).copied().unwrap_or(v[0]));
+            match function {
+                "conv1d" => one(K::conv1d(x()?, at(1)?, o.strides[0], border)),
+                "conv2d" => one(K::conv2d(x()?, at(1)?, pair(&o.strides), border, o.dim_ordering, pair(&o.dilation))),
+                "conv3d" => {
+                    let s = (o.strides[0], o.strides[1], o.strides[2]);
+                    one(K::conv3d(x()?, at(1)?, s, border, o.dim_ordering))
+                }
+                "atrous_conv2d" => one(K::atrous_conv2d(x()?, at(1)?, o.dilation[0], border, o.dim_ordering)),
+                "separable_conv2d" => {
+                    one(K::separable_conv2d(x()?, at(1)?, at(2)?, pair(&o.strides), border, o.dim_ordering))
+                }
+                _ => {
+                    let output_shape = o.output_shape.clone().unwrap_or_default();
+                    one(K::deconv2d(x()?, at(1)?, output_shape, pair(&o.strides), border, o.dim_ordering))
+                }
+            }
+        }
+        "pool2d" | "pool3d" => {
+            let spatial = if function == "pool2d" { 2 } else { 3 };
+            let o = options::pool_options(kw, spatial)?;
+            let border = border_mode(function, &o.border_mode)?;
+            let mode = match o.pool_mode.as_str() {
+                "max" => K::PoolMode::Max,
+                "avg" => K::PoolMode::Avg,
+                other => return Err(format!("K.{function}: unknown pool_mode `{other}`")),
+            };
+            if spatial == 2 {
+                let (p, s) = ((o.pool_size[0], o.pool_size[1]), (o.strides[0], o.strides[1]));
+                one(K::pool2d(x()?, p, s, border, o.dim_ordering, mode))
+            } else {
+                let p = (o.pool_size[0], o.pool_size[1], o.pool_size[2]);
+                let s = (o.strides[0], o.strides[1], o.strides[2]);
+                one(K::pool3d(x()?, p, s, border, o.dim_ordering, mode))
+            }
+        }
+        "resize_images" => {
+            let (h, w) = (kw.usize("height_factor", None)?, kw.usize("width_factor", None)?);
+            one(K::resize_images(x()?, h, w, kw.dim_ordering()?))
+        }
+        "resize_volumes" => {
+            let d = kw.usize("depth_factor", None)?;
+            let (h, w) = (kw.usize("height_factor", None)?, kw.usize("width_factor", None)?);
+            one(K::resize_volumes(x()?, d, h, w, kw.dim_ordering()?))
+        }
+        "ctc_batch_cost" => one(K::ctc_batch_cost(x()?, at(1)?, at(2)?, at(3)?)),
+        "ctc_decode" => {
+            let o = options::ctc_decode_options(kw)?;
+            K::ctc_decode(x()?, at(1)?, o.greedy, o.beam_width, o.top_paths, None, None).map(|(paths, scores)| {
+                // Labels of a nested result: `0.k` for path k, `1` for the scores (README section 1).
+                let mut outputs: Outputs =
+                    paths.into_iter().enumerate().map(|(k, path)| (format!("0.{k}"), path)).collect();
+                outputs.push(("1".to_string(), scores));
+                outputs
+            })
+        }
         _ => return Err(format!("the runner has no mapping for K.{function}")),
     })
+}
+
+/// A case's `border_mode` string as the K API's enum.
+pub fn border_mode(function: &str, name: &str) -> Result<K::BorderMode, String> {
+    K::BorderMode::from_name(name).ok_or_else(|| format!("K.{function}: unknown border_mode `{name}`"))
 }
 
 /// `batch_dot`'s `axes`: an int `a` means `(a, a)`; negative values count from each input's end.

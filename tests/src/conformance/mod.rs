@@ -21,7 +21,7 @@ pub mod kwargs;
 pub mod manifest;
 pub mod meta;
 pub mod npy;
-pub mod pending;
+pub mod options;
 pub mod recipes;
 pub mod report;
 

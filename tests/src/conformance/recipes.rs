@@ -11,7 +11,7 @@ use super::{
     calls::{Outputs, k_error, single, tuple},
     kwargs::Kwargs,
     manifest::Case,
-    pending::{self, not_implemented},
+    options,
 };
 
 /// A composed expression of README section 4.
@@ -154,7 +154,7 @@ fn build_recipe(recipe: Recipe, case: &Case, inputs: &Inputs, kw: &Kwargs) -> Re
             Ok(Expression::Graph { outputs: outputs.map_err(k_error)?, learning_phase: Some(phase) })
         }
         Recipe::Rnn | Recipe::Lstm => {
-            let options = pending::rnn_options(kw)?;
+            let options = options::rnn_options(kw)?;
             let (w, u, h0) = (inputs.get("W")?.clone(), inputs.get("U")?.clone(), inputs.get("h0")?.clone());
             let mask = inputs.get("mask").ok();
             let mut states = vec![h0];
@@ -164,9 +164,14 @@ fn build_recipe(recipe: Recipe, case: &Case, inputs: &Inputs, kw: &Kwargs) -> Re
             graph(recurrence(recipe, x()?, w, u, &states, mask, options))
         }
         Recipe::GradientsConv2dPool2dCce => {
-            kw.dim_ordering()?;
-            kw.str("pool_mode", Some("max"))?;
-            Err(not_implemented("conv2d"))
+            let dim_ordering = kw.dim_ordering()?;
+            let mode = match kw.str("pool_mode", Some("max"))? {
+                "max" => K::PoolMode::Max,
+                "avg" => K::PoolMode::Avg,
+                other => return Err(format!("unknown pool_mode `{other}`")),
+            };
+            let [kernel, w2, t] = ["kernel", "W2", "t"].map(|n| inputs.get(n));
+            graph(conv_pool_cce(x()?, kernel?, w2?, t?, dim_ordering, mode))
         }
     }
 }
@@ -179,7 +184,7 @@ fn recurrence(
     u: Tensor,
     states: &[Tensor],
     mask: Option<&Tensor>,
-    options: pending::RnnOptions,
+    options: options::RnnOptions,
 ) -> keras::Result<Outputs> {
     let time = x.shape().get(1).copied().flatten();
     let input_length = if options.unroll { time } else { None };
@@ -203,6 +208,23 @@ fn recurrence(
     let mut all = vec![last, outputs];
     all.extend(new_states);
     Ok(tuple(all))
+}
+
+/// README section 4's `gradients_conv2d_pool2d_cce_` recipe: a small CNN's loss and its
+/// gradients with respect to the input, the kernel and the dense weights.
+fn conv_pool_cce(
+    x: &Tensor,
+    kernel: &Tensor,
+    w2: &Tensor,
+    t: &Tensor,
+    dim_ordering: Option<K::ImageDimOrdering>,
+    mode: K::PoolMode,
+) -> keras::Result<Outputs> {
+    let conv = K::conv2d(x, kernel, (1, 1), K::BorderMode::Same, dim_ordering, (1, 1))?;
+    let pooled = K::pool2d(&K::relu(&conv, 0.0, None)?, (2, 2), (2, 2), K::BorderMode::Valid, dim_ordering, mode)?;
+    let p = K::softmax(&K::dot(&K::batch_flatten(&pooled)?, w2)?)?;
+    let loss = K::mean(&K::categorical_crossentropy(&p, t, false)?, Axes::All, false);
+    with_gradients(loss, &[x.clone(), kernel.clone(), w2.clone()])
 }
 
 /// `[loss] + K.gradients(loss, wrt)`.

@@ -27,6 +27,8 @@
 
 mod config;
 mod control;
+mod conv;
+mod ctc;
 mod layout;
 mod linalg;
 mod math;
@@ -40,11 +42,15 @@ pub use config::{
     manual_variable_initialization, set_epsilon, set_floatx, set_image_dim_ordering,
 };
 pub use control::*;
+#[allow(unused_imports)]
+pub use conv::*;
+pub use ctc::*;
 pub use layout::*;
 pub use linalg::*;
 pub use math::*;
 pub use nn::*;
 pub use operators::Operand;
+#[allow(unused_imports)]
 pub use recurrent::*;
 pub use variables::*;
 

@@ -208,7 +208,12 @@ pub fn batch_set_value(pairs: &[(Tensor, Array)]) -> Result<()> {
         if value.shape() != state.shape.as_slice() {
             return Err(Error::graph(
                 "batch_set_value",
-                format!("variable `{}` has shape {:?}, the value has shape {:?}", state.name, state.shape, value.shape()),
+                format!(
+                    "variable `{}` has shape {:?}, the value has shape {:?}",
+                    state.name,
+                    state.shape,
+                    value.shape()
+                ),
             ));
         }
     }
@@ -217,9 +222,9 @@ pub fn batch_set_value(pairs: &[(Tensor, Array)]) -> Result<()> {
 
 /// Number of scalars in `x` (its shape must be fully known).
 pub fn count_params(x: &Tensor) -> Result<usize> {
-    x.static_shape()
-        .map(|s| s.iter().product())
-        .ok_or_else(|| Error::graph("count_params", format!("the shape {} is not fully known", shape_string(x.shape()))))
+    x.static_shape().map(|s| s.iter().product()).ok_or_else(|| {
+        Error::graph("count_params", format!("the shape {} is not fully known", shape_string(x.shape())))
+    })
 }
 
 /// Compiles a function from placeholders to outputs; after computing the outputs, each

@@ -11,7 +11,13 @@ use crate::{
 };
 
 /// Runs `node`'s kernel on `inputs` (buffer and concrete shape each), writing `out`.
-pub(crate) fn run(backend: &Backend, node: &Tensor, inputs: &[(&Buffer, &[usize])], out: &Buffer, shape: &[usize]) -> Result<()> {
+pub(crate) fn run(
+    backend: &Backend,
+    node: &Tensor,
+    inputs: &[(&Buffer, &[usize])],
+    out: &Buffer,
+    shape: &[usize],
+) -> Result<()> {
     let raw = backend.raw();
     let x = |k: usize| TensorRef::new(inputs[k].0.id(), inputs[k].1);
     let o = TensorRef::new(out.id(), shape);
@@ -64,8 +70,17 @@ pub(crate) fn run(backend: &Backend, node: &Tensor, inputs: &[(&Buffer, &[usize]
         Op::Tile(_) => raw.tile(x(0), o),
         Op::Repeat { axis, repeats } => raw.repeat(x(0), *axis, *repeats, o),
         Op::OneHot { .. } => raw.one_hot(x(0), o),
+        Op::Conv(spec) => raw.conv(x(0), x(1), o, spec.params()),
+        Op::ConvBackwardData { spec, .. } => raw.conv_backward_data(x(0), x(1), o, spec.params()),
+        Op::ConvBackwardFilter { spec, .. } => raw.conv_backward_filter(x(0), x(1), o, spec.params()),
+        Op::Pool(spec) => raw.pool(x(0), o, spec.params()),
+        Op::PoolBackward(spec) => raw.pool_backward(x(0), x(1), o, spec.params()),
+        Op::ResizeNearest { layout, .. } => raw.resize_nearest(x(0), o, *layout),
         op => {
-            return Err(Error::graph(op.name(), "internal: this primitive has no kernel (it should have been lowered)"));
+            return Err(Error::graph(
+                op.name(),
+                "internal: this primitive has no kernel (it should have been lowered)",
+            ));
         }
     };
     status.into_result().map_err(|e| Error::backend(backend.name(), node.op().name(), e))

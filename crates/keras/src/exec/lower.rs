@@ -46,7 +46,8 @@ impl<'a> Lowering<'a> {
 
     /// The rebuilt version of each root.
     pub(crate) fn lower(&mut self, roots: &[Tensor]) -> Result<Vec<Tensor>> {
-        let order = topological_order_until(roots, |t| self.done.contains(&t.id()) || self.rebuilt.contains_key(&t.id()));
+        let order =
+            topological_order_until(roots, |t| self.done.contains(&t.id()) || self.rebuilt.contains_key(&t.id()));
         for node in order {
             let new = self.rebuild(&node)?;
             self.done.insert(new.id());
@@ -67,9 +68,10 @@ impl<'a> Lowering<'a> {
         let shape_of = |t: &Tensor| t.static_shape().unwrap_or_default();
         Ok(match node.op() {
             Op::Placeholder => {
-                let shape = self.feeds.get(&node.id()).ok_or_else(|| {
-                    Error::graph("function", format!("placeholder {} is not fed", node.describe()))
-                })?;
+                let shape = self
+                    .feeds
+                    .get(&node.id())
+                    .ok_or_else(|| Error::graph("function", format!("placeholder {} is not fed", node.describe())))?;
                 source::placeholder(known(shape), node.dtype(), node.name().map(str::to_string))
             }
             Op::LearningPhase | Op::Variable(_) | Op::Constant(_) => node.clone(),
@@ -122,10 +124,7 @@ fn check_expansion(node: &Tensor, built: &Tensor) -> Result<()> {
     if fits {
         return Ok(());
     }
-    Err(Error::graph(
-        node.op().name(),
-        format!("built {:?}, expected {:?}", built, node),
-    ))
+    Err(Error::graph(node.op().name(), format!("built {:?}, expected {:?}", built, node)))
 }
 
 /// Softmax from exp, max and sum, for backends without the fused kernel.

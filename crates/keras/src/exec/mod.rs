@@ -101,8 +101,10 @@ impl Function {
             }
             checked_updates.push((state.clone(), value.clone()));
         }
+        let update_values: Vec<Tensor> = updates.iter().map(|(_, v)| v.clone()).collect();
+        plan::check_host_outputs(outputs, &update_values)?;
         let mut roots = outputs.to_vec();
-        roots.extend(updates.iter().map(|(_, v)| v.clone()));
+        roots.extend(update_values);
         for node in topological_order(&roots) {
             if matches!(node.op(), Op::Placeholder) && !fed.contains(&node.id()) {
                 return Err(Error::graph(
@@ -175,8 +177,8 @@ impl Function {
 /// converts NumPy arrays (float to integer truncates; anything to bool is `!= 0`): rank and
 /// every known size must match.
 fn conform(k: usize, input: &Tensor, feed: &Array) -> Result<Array> {
-    let fits = feed.ndim() == input.ndim()
-        && input.shape().iter().zip(feed.shape()).all(|(d, &n)| d.is_none_or(|d| d == n));
+    let fits =
+        feed.ndim() == input.ndim() && input.shape().iter().zip(feed.shape()).all(|(d, &n)| d.is_none_or(|d| d == n));
     if !fits {
         return Err(Error::graph(
             "function",

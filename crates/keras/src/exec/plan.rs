@@ -1,5 +1,10 @@
 //! Execution plans: a specialised graph in run order, with every buffer's last use known so it
 //! is released (or its memory reused in place) as soon as nothing needs it.
+//!
+//! Host-computed outputs ([`HostFn`], `Op::HostOutput`) live here too: results whose shape
+//! depends on the data (`ctc_decode`'s paths), computed on the host from downloaded inputs.
+//! Such a node may only be an output of a function, so nothing downstream needs a shape
+//! before the call.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -10,9 +15,66 @@ use crate::{
     Backend, Buffer,
     array::Array,
     error::{Error, Result},
-    graph::{Tensor, VarState, topological_order},
-    ops::Op,
+    graph::{Dim, Tensor, VarState, shape_string, topological_order},
+    ops::{Inferred, Op},
 };
+
+/// A computation run on the host, after the device part of a call, on its inputs' downloaded
+/// values; it may have several outputs, whose sizes may depend on the data.
+pub(crate) trait HostFn: Send + Sync {
+    /// The K function it implements, for messages.
+    fn name(&self) -> &'static str;
+    /// Shape (`None` where the data decides) and dtype of every output, from the inputs'
+    /// partially known shapes.
+    fn infer(&self, inputs: &[Tensor]) -> std::result::Result<Vec<(Vec<Dim>, DType)>, String>;
+    /// Every output from the inputs' values.
+    fn compute(&self, inputs: &[Array]) -> Result<Vec<Array>>;
+}
+
+/// One tensor per output of `function` applied to `inputs`. Each may only be an output of a
+/// [`Function`](super::Function): nothing else may consume it.
+pub(crate) fn host_outputs(function: Arc<dyn HostFn>, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    let count = function.infer(inputs).map_err(|message| Error::graph(function.name(), message))?.len();
+    (0..count)
+        .map(|output| Tensor::new(Op::HostOutput { function: function.clone(), output }, inputs.to_vec()))
+        .collect()
+}
+
+/// The shape rule of output `output` of a host computation.
+pub(crate) fn infer_host_output(function: &dyn HostFn, output: usize, inputs: &[Tensor]) -> Inferred {
+    let mut outputs = function.infer(inputs)?;
+    if output >= outputs.len() {
+        return Err(format!("output {output} of {} outputs", outputs.len()));
+    }
+    Ok(outputs.swap_remove(output))
+}
+
+/// Refuses graphs in which a host-computed output feeds another node or an update (its value
+/// only exists after the device part of the call).
+pub(crate) fn check_host_outputs(outputs: &[Tensor], update_values: &[Tensor]) -> Result<()> {
+    let is_host = |t: &Tensor| matches!(t.op(), Op::HostOutput { .. });
+    let refuse = |host: &Tensor, user: &str| {
+        Err(Error::graph(
+            host.op().name(),
+            format!(
+                "its result {} is computed on the host after the call and can only be an output of `function`, \
+                 but it is used by {user}",
+                shape_string(host.shape())
+            ),
+        ))
+    };
+    if let Some(value) = update_values.iter().find(|t| is_host(t)) {
+        return refuse(value, "an update");
+    }
+    let mut roots = outputs.to_vec();
+    roots.extend_from_slice(update_values);
+    for node in topological_order(&roots) {
+        if let Some(input) = node.inputs().iter().find(|t| is_host(t)) {
+            return refuse(input, &format!("`{}`", node.op().name()));
+        }
+    }
+    Ok(())
+}
 
 /// Where a step's output comes from.
 enum Source {
@@ -30,6 +92,8 @@ enum Source {
     Print(usize, String),
     /// A kernel writing a new buffer.
     Kernel,
+    /// Output `output` of a host computation on the step's inputs; no buffer.
+    Host { function: Arc<dyn HostFn>, output: usize },
 }
 
 struct Step {
@@ -62,11 +126,16 @@ impl Plan {
         let order = topological_order(&roots);
         let slot_of: HashMap<u64, usize> = order.iter().enumerate().map(|(i, t)| (t.id(), i)).collect();
 
+        check_host_outputs(outputs, &updates.iter().map(|(_, value)| value.clone()).collect::<Vec<_>>())?;
         let mut steps = Vec::with_capacity(order.len());
         for node in &order {
-            let shape = node.static_shape().ok_or_else(|| {
-                Error::graph(node.op().name(), format!("shape {:?} is still unknown after specialisation", node))
-            })?;
+            let shape = match node.op() {
+                // A host output's size is only known once it is computed.
+                Op::HostOutput { .. } => Vec::new(),
+                _ => node.static_shape().ok_or_else(|| {
+                    Error::graph(node.op().name(), format!("shape {:?} is still unknown after specialisation", node))
+                })?,
+            };
             let inputs: Vec<usize> = node.inputs().iter().map(|t| slot_of[&t.id()]).collect();
             let source = match node.op() {
                 Op::Placeholder => Source::Feed(*feeds.get(&node.id()).ok_or_else(|| {
@@ -92,6 +161,7 @@ impl Plan {
                     Source::Alias(inputs[0])
                 }
                 Op::Print(message) => Source::Print(inputs[0], message.clone()),
+                Op::HostOutput { function, output } => Source::Host { function: function.clone(), output: *output },
                 _ => Source::Kernel,
             };
             steps.push(Step { node: node.clone(), shape, source, inputs, release: Vec::new() });
@@ -122,8 +192,18 @@ impl Plan {
     /// buffer, so each update read the values from before the call.
     pub(crate) fn run(&self, backend: &Backend, feeds: &[Array], learning_phase: bool) -> Result<Vec<Array>> {
         let mut slots: Vec<Option<Arc<Buffer>>> = vec![None; self.steps.len()];
+        let mut host = HostResults::default();
         for (index, step) in self.steps.iter().enumerate() {
             let buffer = match &step.source {
+                Source::Host { function, output } => {
+                    host.compute(index, &step.node, function, *output, &step.inputs, |k| {
+                        download(live(&slots, k)?, self.steps[k].node.dtype(), &self.steps[k].shape)
+                    })?;
+                    for &k in &step.release {
+                        slots[k] = None;
+                    }
+                    continue;
+                }
                 Source::Feed(k) => Arc::new(upload(backend, &feeds[*k])?),
                 Source::LearningPhase => {
                     Arc::new(upload(backend, &Array::full(DType::Bool, &[], learning_phase as u8 as f64))?)
@@ -158,7 +238,10 @@ impl Plan {
         let results = self
             .outputs
             .iter()
-            .map(|&k| download(live(&slots, k)?, self.steps[k].node.dtype(), &self.steps[k].shape))
+            .map(|&k| match host.values.get(&k) {
+                Some(value) => Ok(value.clone()),
+                None => download(live(&slots, k)?, self.steps[k].node.dtype(), &self.steps[k].shape),
+            })
             .collect::<Result<Vec<_>>>()?;
         for (state, k) in &self.updates {
             state.replace(live(&slots, *k)?.clone());
@@ -184,6 +267,49 @@ impl Plan {
                 // reads each element before writing it.
                 && !matches!(input.source, Source::Variable(_) | Source::Constant(_))
         })
+    }
+}
+
+/// The host computations of one call: each runs once for all of its outputs.
+#[derive(Default)]
+struct HostResults {
+    /// Every output of each computation run so far, by (function, input slots).
+    by_call: HashMap<(usize, Vec<usize>), Vec<Array>>,
+    /// The value of each host step, by slot.
+    values: HashMap<usize, Array>,
+}
+
+impl HostResults {
+    /// Sets the value of host step `slot` (node `node`, output `output` of `function` on the
+    /// slots `inputs`), running `function` unless this call already did on the same inputs.
+    fn compute(
+        &mut self,
+        slot: usize,
+        node: &Tensor,
+        function: &Arc<dyn HostFn>,
+        output: usize,
+        inputs: &[usize],
+        fetch: impl Fn(usize) -> Result<Array>,
+    ) -> Result<()> {
+        let key = (Arc::as_ptr(function) as *const () as usize, inputs.to_vec());
+        if !self.by_call.contains_key(&key) {
+            let values = inputs.iter().map(|&k| fetch(k)).collect::<Result<Vec<_>>>()?;
+            self.by_call.insert(key.clone(), function.compute(&values)?);
+        }
+        let value = self.by_call[&key].get(output).cloned().ok_or_else(|| {
+            Error::graph(function.name(), format!("internal: the host computation has no output {output}"))
+        })?;
+        let fits = value.dtype() == node.dtype()
+            && value.ndim() == node.ndim()
+            && node.shape().iter().zip(value.shape()).all(|(d, &n)| d.is_none_or(|d| d == n));
+        if !fits {
+            return Err(Error::graph(
+                function.name(),
+                format!("internal: output {output} is {:?} {}, expected {:?}", value.shape(), value.dtype(), node),
+            ));
+        }
+        self.values.insert(slot, value);
+        Ok(())
     }
 }
 

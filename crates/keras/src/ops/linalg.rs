@@ -1,6 +1,9 @@
 //! Batched matrix product, the one primitive behind `dot`, `batch_dot` and dense layers.
 
-use super::{Inferred, Op, elementwise::{broadcast_dims, sum_to_like}};
+use super::{
+    Inferred, Op,
+    elementwise::{broadcast_dims, sum_to_like},
+};
 use crate::{error::Result, graph::Tensor};
 
 pub(crate) fn matmul(a: &Tensor, b: &Tensor, transpose_a: bool, transpose_b: bool) -> Result<Tensor> {

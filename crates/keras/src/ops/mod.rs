@@ -9,13 +9,14 @@
 pub(crate) mod elementwise;
 pub(crate) mod linalg;
 pub(crate) mod movement;
+pub(crate) mod nn;
 pub(crate) mod reduce;
 pub(crate) mod source;
 pub(crate) mod special;
 
 use std::sync::{Arc, atomic::AtomicU64};
 
-use keras_backend_api::{ArgReduceOp, BinaryOp, DType, Distribution, ReduceOp, UnaryOp};
+use keras_backend_api::{ArgReduceOp, BinaryOp, DType, Distribution, Layout, ReduceOp, UnaryOp};
 
 use crate::{
     array::Array,
@@ -53,12 +54,18 @@ pub(crate) enum Op {
     Constant(Arc<Array>),
     /// Every element `value`; the shape is the node's (all dims known) or, with one input, that
     /// input's shape.
-    Fill { value: f64 },
+    Fill {
+        value: f64,
+    },
     /// The shape of the input as an `I32` vector.
     ShapeOf,
     /// Random numbers of the node's shape (or the input's, with one input), from the
     /// counter-based stream; `calls` counts evaluations so each call draws fresh numbers.
-    Random { dist: Distribution, seed: u64, calls: Arc<AtomicU64> },
+    Random {
+        dist: Distribution,
+        seed: u64,
+        calls: Arc<AtomicU64>,
+    },
 
     // ----- element-wise (ops/elementwise.rs) -----
     Unary(UnaryOp),
@@ -74,12 +81,25 @@ pub(crate) enum Op {
     SumToLike,
 
     // ----- reductions (ops/reduce.rs) -----
-    Reduce { op: ReduceOp, axes: Vec<usize>, keepdims: bool },
-    ArgReduce { op: ArgReduceOp, axis: usize },
-    Softmax { axis: usize, log: bool },
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
+    ArgReduce {
+        op: ArgReduceOp,
+        axis: usize,
+    },
+    Softmax {
+        axis: usize,
+        log: bool,
+    },
 
     // ----- linear algebra (ops/linalg.rs) -----
-    MatMul { transpose_a: bool, transpose_b: bool },
+    MatMul {
+        transpose_a: bool,
+        transpose_b: bool,
+    },
 
     // ----- data movement (ops/movement.rs) -----
     /// C-order reshape; at most one `-1`.
@@ -93,15 +113,55 @@ pub(crate) enum Op {
     Permute(Vec<usize>),
     /// `x[start..stop]` per axis with Python's index rules (step 1).
     Slice(Vec<(isize, Option<isize>)>),
-    Concat { axis: usize },
-    Pad { before: Vec<usize>, after: Vec<usize>, value: f64 },
+    Concat {
+        axis: usize,
+    },
+    Pad {
+        before: Vec<usize>,
+        after: Vec<usize>,
+        value: f64,
+    },
     Reverse(Vec<usize>),
-    Gather { axis: usize },
+    Gather {
+        axis: usize,
+    },
     /// Inputs: updates, indices, and a tensor whose shape the output takes.
-    ScatterAdd { axis: usize },
+    ScatterAdd {
+        axis: usize,
+    },
     Tile(Vec<usize>),
-    Repeat { axis: usize, repeats: usize },
-    OneHot { depth: usize, dtype: DType },
+    Repeat {
+        axis: usize,
+        repeats: usize,
+    },
+    OneHot {
+        depth: usize,
+        dtype: DType,
+    },
+
+    // ----- convolution, pooling, resizing (ops/nn.rs) -----
+    /// Inputs: x, kernel.
+    Conv(nn::ConvSpec),
+    /// Inputs: the output's gradient, kernel; the result has the input's shape, whose spatial
+    /// dims are `input_spatial`.
+    ConvBackwardData {
+        spec: nn::ConvSpec,
+        input_spatial: Vec<usize>,
+    },
+    /// Inputs: x, the output's gradient; the result has the kernel's shape, whose spatial dims
+    /// are `kernel_spatial`.
+    ConvBackwardFilter {
+        spec: nn::ConvSpec,
+        kernel_spatial: Vec<usize>,
+    },
+    Pool(nn::PoolSpec),
+    /// Inputs: x, the output's gradient.
+    PoolBackward(nn::PoolSpec),
+    /// Each spatial dim repeated element-wise by its factor (nearest-neighbour upsampling).
+    ResizeNearest {
+        layout: Layout,
+        factors: Vec<usize>,
+    },
 
     // ----- special (ops/special.rs) -----
     /// The value itself; `gradients` treats it as a constant.
@@ -109,7 +169,16 @@ pub(crate) enum Op {
     /// Prints `message` and the value whenever evaluated.
     Print(String),
     /// Output `output` of a late-built subgraph.
-    Expand { expander: Arc<dyn Expander>, output: usize },
+    Expand {
+        expander: Arc<dyn Expander>,
+        output: usize,
+    },
+    /// Output `output` of a computation run on the host after the call (a data-dependent
+    /// shape, as `ctc_decode`'s paths); only ever an output of a function (`exec/plan.rs`).
+    HostOutput {
+        function: Arc<dyn crate::exec::plan::HostFn>,
+        output: usize,
+    },
 }
 
 impl Op {
@@ -146,9 +215,16 @@ impl Op {
             Op::Tile(_) => "tile",
             Op::Repeat { .. } => "repeat_elements",
             Op::OneHot { .. } => "one_hot",
+            Op::Conv(_) => "conv",
+            Op::ConvBackwardData { .. } => "conv_backward_data",
+            Op::ConvBackwardFilter { .. } => "conv_backward_filter",
+            Op::Pool(_) => "pool",
+            Op::PoolBackward(_) => "pool_backward",
+            Op::ResizeNearest { .. } => "resize_nearest",
             Op::StopGradient => "stop_gradient",
             Op::Print(_) => "print_tensor",
             Op::Expand { expander, .. } => expander.name(),
+            Op::HostOutput { function, .. } => function.name(),
         }
     }
 
@@ -164,7 +240,14 @@ impl Op {
             }
             Op::Reduce { .. } | Op::ArgReduce { .. } | Op::Softmax { .. } => reduce::infer(self, inputs),
             Op::MatMul { .. } => linalg::infer(self, inputs),
+            Op::Conv(_)
+            | Op::ConvBackwardData { .. }
+            | Op::ConvBackwardFilter { .. }
+            | Op::Pool(_)
+            | Op::PoolBackward(_)
+            | Op::ResizeNearest { .. } => nn::infer(self, inputs),
             Op::StopGradient | Op::Print(_) | Op::Expand { .. } => special::infer(self, inputs),
+            Op::HostOutput { function, output } => crate::exec::plan::infer_host_output(&**function, *output, inputs),
             _ => movement::infer(self, inputs),
         }
     }
@@ -179,12 +262,19 @@ impl Op {
             | Op::Constant(_)
             | Op::Fill { .. }
             | Op::ShapeOf
-            | Op::Random { .. } => Ok(vec![None; inputs.len()]),
+            | Op::Random { .. }
+            | Op::HostOutput { .. } => Ok(vec![None; inputs.len()]),
             Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Cast(_) | Op::BroadcastLike | Op::SumToLike => {
                 elementwise::vjp(self, inputs, y, dy)
             }
             Op::Reduce { .. } | Op::ArgReduce { .. } | Op::Softmax { .. } => reduce::vjp(self, inputs, y, dy),
             Op::MatMul { .. } => linalg::vjp(self, inputs, y, dy),
+            Op::Conv(_)
+            | Op::ConvBackwardData { .. }
+            | Op::ConvBackwardFilter { .. }
+            | Op::Pool(_)
+            | Op::PoolBackward(_)
+            | Op::ResizeNearest { .. } => nn::vjp(self, inputs, y, dy),
             Op::StopGradient | Op::Print(_) | Op::Expand { .. } => special::vjp(self, inputs, y, dy),
             _ => movement::vjp(self, inputs, y, dy),
         }

@@ -21,7 +21,13 @@ pub(crate) fn learning_phase() -> Tensor {
     static PHASE: OnceLock<Tensor> = OnceLock::new();
     PHASE
         .get_or_init(|| {
-            Tensor::with_shape(Op::LearningPhase, Vec::new(), Vec::new(), DType::Bool, Some("keras_learning_phase".into()))
+            Tensor::with_shape(
+                Op::LearningPhase,
+                Vec::new(),
+                Vec::new(),
+                DType::Bool,
+                Some("keras_learning_phase".into()),
+            )
         })
         .clone()
 }
@@ -58,7 +64,13 @@ pub(crate) fn shape_of(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Random numbers of `like`'s shape (or `shape` when given), drawn afresh at each evaluation.
-pub(crate) fn random(dist: Distribution, seed: u64, dtype: DType, shape: Option<&[usize]>, like: Option<&Tensor>) -> Tensor {
+pub(crate) fn random(
+    dist: Distribution,
+    seed: u64,
+    dtype: DType,
+    shape: Option<&[usize]>,
+    like: Option<&Tensor>,
+) -> Tensor {
     let op = Op::Random { dist, seed, calls: Arc::new(AtomicU64::new(0)) };
     match (shape, like) {
         (Some(shape), _) => Tensor::with_shape(op, Vec::new(), known(shape), dtype, None),

@@ -1,17 +1,9 @@
-//! Functions of the case set that the K API does not have yet (convolution, pooling, resizing,
-//! recurrence, CTC: a later issue). Their keyword arguments are parsed now, into the options
-//! the K functions will take, so a case with an argument the runner does not know still fails
-//! for that reason; when a function lands, its arm moves to `calls.rs` as one line using these
-//! options.
+//! Keyword arguments of the convolution, pooling, recurrence and CTC cases, parsed into the
+//! options their K functions take (shared by `calls.rs` and `recipes.rs`).
 
 use keras::backend::ImageDimOrdering;
 
 use super::kwargs::Kwargs;
-
-/// The failure reason of a case whose K function does not exist yet.
-pub fn not_implemented(function: &str) -> String {
-    format!("K.{function} is not implemented")
-}
 
 /// Options of `conv1d`, `conv2d`, `conv3d`, `atrous_conv2d`, `separable_conv2d`, `deconv2d`.
 #[derive(Clone, Debug, PartialEq)]
@@ -113,29 +105,4 @@ pub fn ctc_decode_options(kw: &Kwargs) -> Result<CtcDecodeOptions, String> {
         beam_width: kw.usize("beam_width", Some(100))?,
         top_paths: kw.usize("top_paths", Some(1))?,
     })
-}
-
-/// The failure reason when `function` is one of the missing K functions: a keyword argument
-/// the runner does not know, else "not implemented". `None` for every other function.
-pub fn call_pending(function: &str, kw: &Kwargs) -> Option<String> {
-    let parsed = match function {
-        "conv1d" | "conv2d" | "atrous_conv2d" | "separable_conv2d" | "deconv2d" => {
-            conv_options(function, kw, if function == "conv1d" { 1 } else { 2 }).map(drop)
-        }
-        "conv3d" => conv_options(function, kw, 3).map(drop),
-        "pool2d" => pool_options(kw, 2).map(drop),
-        "pool3d" => pool_options(kw, 3).map(drop),
-        "resize_images" => ["height_factor", "width_factor"]
-            .iter()
-            .try_for_each(|k| kw.usize(k, None).map(drop))
-            .and_then(|()| kw.dim_ordering().map(drop)),
-        "resize_volumes" => ["depth_factor", "height_factor", "width_factor"]
-            .iter()
-            .try_for_each(|k| kw.usize(k, None).map(drop))
-            .and_then(|()| kw.dim_ordering().map(drop)),
-        "ctc_batch_cost" => Ok(()),
-        "ctc_decode" => ctc_decode_options(kw).map(drop),
-        _ => return None,
-    };
-    Some(parsed.and_then(|()| kw.finish()).err().unwrap_or_else(|| not_implemented(function)))
 }
