@@ -828,7 +828,13 @@ fn max_pool_second_derivative_reads_the_cotangent_at_the_first_maximum() {
             let to_layout = |a: &Array| if th { image_to_th(a) } else { a.clone() };
             let (x_in, u_in) = (to_layout(&x), to_layout(&u));
             let v_in = to_layout(&random_array(want.shape(), 72));
-            let (xt, ut, vt) = (ph64(x_in.shape()), ph64(u_in.shape()), ph64(v_in.shape()));
+            // The batch size is left unknown until fed: the selection is built then.
+            let free_batch = |a: &Array| {
+                let dims: Vec<Option<usize>> =
+                    [None].into_iter().chain(a.shape()[1..].iter().map(|&d| Some(d))).collect();
+                K::placeholder_with(dims, Some(DType::F64), None)
+            };
+            let (xt, ut, vt) = (free_batch(&x_in), free_batch(&u_in), free_batch(&v_in));
             let loss = K::sum(&(&pool(&xt, ordering).unwrap() * &vt).unwrap(), K::Axes::All, false).unwrap();
             let dx = K::gradients(&loss, std::slice::from_ref(&xt)).unwrap().remove(0);
             let outer = K::sum(&(&dx * &ut).unwrap(), K::Axes::All, false).unwrap();
