@@ -11,7 +11,7 @@ use std::{
     sync::Arc,
 };
 
-use keras_backend_api::{BinaryOp, OpKind, ReduceOp, UnaryOp};
+use keras_backend_api::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
 
 use crate::{
     Backend,
@@ -20,7 +20,7 @@ use crate::{
     graph::{Dim, Tensor, known, topological_order_until},
     ops::{
         Op,
-        elementwise::binary,
+        elementwise::{binary, cast},
         reduce::{reduce, softmax},
         source,
     },
@@ -82,7 +82,11 @@ impl<'a> Lowering<'a> {
             Op::Random { dist, seed, calls } => {
                 let shape = inputs.first().map(shape_of).unwrap_or_else(|| node.static_shape().unwrap_or_default());
                 let op = Op::Random { dist: *dist, seed: *seed, calls: calls.clone() };
-                Tensor::with_shape(op, Vec::new(), known(&shape), node.dtype(), None)
+                // Same stream in float32 then rounded, for backends without float16 random numbers.
+                let half = self.unsupported_half(&op, std::slice::from_ref(node));
+                let dtype = if half { DType::F32 } else { node.dtype() };
+                let numbers = Tensor::with_shape(op, Vec::new(), known(&shape), dtype, None);
+                if half { cast(&numbers, DType::F16)? } else { numbers }
             }
             Op::ShapeOf => {
                 let dims = shape_of(&inputs[0]).iter().map(|&d| d as i32).collect();
@@ -110,9 +114,32 @@ impl<'a> Lowering<'a> {
                 check_expansion(node, &outputs[*output])?;
                 outputs[*output].clone()
             }
-            op => Tensor::new(op.clone(), inputs)?,
+            op => match self.unsupported_half(op, &inputs) {
+                true => in_float32(op, &inputs)?,
+                false => Tensor::new(op.clone(), inputs)?,
+            },
         })
     }
+}
+
+impl Lowering<'_> {
+    /// Whether `op` works on float16 data here that the backend only handles in float32
+    /// (float16 kernels are optional in the contract).
+    fn unsupported_half(&self, op: &Op, inputs: &[Tensor]) -> bool {
+        let raw = self.backend.raw();
+        let half = inputs.iter().any(|t| t.dtype() == DType::F16);
+        half && op.kernel().is_some_and(|kind| !raw.supports(kind, DType::F16) && raw.supports(kind, DType::F32))
+    }
+}
+
+/// `op` computed in float32 on float16 inputs, its float result rounded back to float16.
+fn in_float32(op: &Op, inputs: &[Tensor]) -> Result<Tensor> {
+    let widened = inputs
+        .iter()
+        .map(|t| if t.dtype() == DType::F16 { cast(t, DType::F32) } else { Ok(t.clone()) })
+        .collect::<Result<Vec<_>>>()?;
+    let result = Tensor::new(op.clone(), widened)?;
+    if result.dtype() == DType::F32 { cast(&result, DType::F16) } else { Ok(result) }
 }
 
 /// An expansion must produce what its expander promised; a mismatch is a bug in the expander,

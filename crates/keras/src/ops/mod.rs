@@ -16,7 +16,7 @@ pub(crate) mod special;
 
 use std::sync::{Arc, atomic::AtomicU64};
 
-use keras_backend_api::{ArgReduceOp, BinaryOp, DType, Distribution, Layout, ReduceOp, UnaryOp};
+use keras_backend_api::{ArgReduceOp, BinaryOp, DType, Distribution, Layout, OpKind, ReduceOp, UnaryOp};
 
 use crate::{
     array::Array,
@@ -226,6 +226,40 @@ impl Op {
             Op::Expand { expander, .. } => expander.name(),
             Op::HostOutput { function, .. } => function.name(),
         }
+    }
+
+    /// The contract kernel that runs this primitive, for capability queries (`None` for
+    /// sources, metadata-only ops and host computations).
+    pub(crate) fn kernel(&self) -> Option<OpKind> {
+        Some(match self {
+            Op::Fill { .. } => OpKind::Fill,
+            Op::Random { .. } => OpKind::Random,
+            Op::Unary(_) => OpKind::Unary,
+            Op::Binary(_) => OpKind::Binary,
+            Op::Select => OpKind::Select,
+            Op::Cast(_) => OpKind::Cast,
+            Op::BroadcastLike | Op::Tile(_) => OpKind::Tile,
+            Op::SumToLike | Op::Reduce { .. } => OpKind::Reduce,
+            Op::ArgReduce { .. } => OpKind::ArgReduce,
+            Op::Softmax { .. } => OpKind::Softmax,
+            Op::MatMul { .. } => OpKind::Matmul,
+            Op::Permute(_) => OpKind::Permute,
+            Op::Slice(_) => OpKind::Slice,
+            Op::Concat { .. } => OpKind::Concat,
+            Op::Pad { .. } => OpKind::Pad,
+            Op::Reverse(_) => OpKind::Reverse,
+            Op::Gather { .. } => OpKind::Gather,
+            Op::ScatterAdd { .. } => OpKind::ScatterAdd,
+            Op::Repeat { .. } => OpKind::Repeat,
+            Op::OneHot { .. } => OpKind::OneHot,
+            Op::Conv(_) => OpKind::Conv,
+            Op::ConvBackwardData { .. } => OpKind::ConvBackwardData,
+            Op::ConvBackwardFilter { .. } => OpKind::ConvBackwardFilter,
+            Op::Pool(_) => OpKind::Pool,
+            Op::PoolBackward(_) => OpKind::PoolBackward,
+            Op::ResizeNearest { .. } => OpKind::ResizeNearest,
+            _ => return None,
+        })
     }
 
     /// The shape rule: output shape and dtype from the inputs' (partially known) shapes.
