@@ -75,3 +75,72 @@ fn reductions_and_their_gradients() {
     let third = 1.0f32 / 3.0;
     assert_eq!(f32s(&out[2]), [third, third, third, third, third, third + 1.0]);
 }
+
+#[test]
+fn values_of_variables_and_queries_of_tensors() {
+    let v = K::variable(Array::from([[1.0f32, 2.0], [3.0, 4.0]])).unwrap();
+    assert_eq!(K::int_shape(&v), [Some(2), Some(2)]);
+    assert_eq!(K::count_params(&v).unwrap(), 4);
+    assert_eq!(f32s(&K::eval(&v).unwrap()), [1.0, 2.0, 3.0, 4.0]);
+    K::set_value(&v, Array::from([[0.0f64, 1.0], [2.0, 3.0]])).unwrap();
+    assert_eq!(f32s(&K::get_value(&v).unwrap()), [0.0, 1.0, 2.0, 3.0], "the value is converted to float32");
+    let err = K::set_value(&v, Array::from([1.0f32, 2.0])).unwrap_err().to_string();
+    assert!(err.contains("set_value") && err.contains("(2, 2)") && err.contains("(2,)"), "{err}");
+    let w = K::variable(Array::from([5.0f32])).unwrap();
+    let bad = [(w.clone(), Array::from([6.0f32])), (v.clone(), Array::from([1.0f32]))];
+    assert!(K::batch_set_value(&bad).is_err());
+    assert_eq!(f32s(&K::get_value(&w).unwrap()), [5.0], "nothing changes when one pair does not fit");
+    K::batch_set_value(&[(w.clone(), Array::from([6.0f32]))]).unwrap();
+    assert_eq!(f32s(&K::batch_get_value(&[w.clone()]).unwrap()[0]), [6.0]);
+
+    let x = K::placeholder([None, Some(4), Some(5)]);
+    assert_eq!(K::ndim(&x), 3);
+    assert_eq!(K::dtype(&x), K::DType::F32);
+    assert!(K::count_params(&x).is_err());
+    let shape = K::function(std::slice::from_ref(&x), &[K::shape(&x).unwrap()], &[]).unwrap();
+    let fed = Array::from_vec(&[3, 4, 5], vec![0.0f32; 60]).unwrap();
+    assert_eq!(shape.call(&[fed]).unwrap()[0].to_vec::<i32>().unwrap(), [3, 4, 5]);
+}
+
+#[test]
+fn function_refuses_what_it_cannot_run() {
+    let x = K::placeholder([2]);
+    let y = K::placeholder([2]);
+    let sum = (&x + &y).unwrap();
+    let err = K::function(std::slice::from_ref(&x), std::slice::from_ref(&sum), &[]).err().unwrap().to_string();
+    assert!(err.contains("function") && err.contains("not among the inputs"), "{err}");
+    let err = K::function(&[x.clone(), y.clone()], &[], &[(x.clone(), sum.clone())]).err().unwrap().to_string();
+    assert!(err.contains("not a variable"), "{err}");
+    let f = K::function(&[x.clone(), y.clone()], std::slice::from_ref(&sum), &[]).unwrap();
+    let err = f.call(&[Array::from([1.0f32, 2.0])]).unwrap_err().to_string();
+    assert!(err.contains("expects 2 input arrays, 1 given"), "{err}");
+    let err = f.call(&[Array::from([1.0f32, 2.0, 3.0]), Array::from([1.0f32, 2.0])]).unwrap_err().to_string();
+    assert!(err.contains("input 0") && err.contains("(3,)"), "{err}");
+    assert!(K::eval(&sum).is_err(), "eval needs every placeholder fed");
+}
+
+#[test]
+fn the_learning_phase_is_zero_unless_fed() {
+    let x = K::placeholder([1]);
+    let picked = K::in_train_phase(&(&x * 2.0).unwrap(), &(&x * 3.0).unwrap()).unwrap();
+    let default = K::function(std::slice::from_ref(&x), std::slice::from_ref(&picked), &[]).unwrap();
+    assert_eq!(f32s(&default.call(&[Array::from([1.0f32])]).unwrap()[0]), [3.0]);
+    let fed = K::function(&[x, K::learning_phase()], &[picked], &[]).unwrap();
+    assert_eq!(f32s(&fed.call(&[Array::from([1.0f32]), Array::scalar(1i32)]).unwrap()[0]), [2.0]);
+    assert_eq!(f32s(&fed.call(&[Array::from([1.0f32]), Array::scalar(0i32)]).unwrap()[0]), [3.0]);
+}
+
+#[test]
+fn plans_are_cached_per_shape_and_buffers_are_released() {
+    let backend = K::current_backend().unwrap();
+    let x = K::placeholder([None]);
+    let y = K::sum(&K::exp(&(&x * 2.0).unwrap()).unwrap(), K::Axes::All, false).unwrap();
+    let f = K::function(&[x], &[y], &[]).unwrap();
+    let before = backend.live_buffers();
+    for n in [3usize, 5, 3] {
+        let out = f.call(&[Array::from(vec![0.0f32; n])]).unwrap();
+        assert_eq!(f32s(&out[0]), [n as f32]);
+    }
+    // Other tests of this binary run concurrently on the same backend, so only a bound holds.
+    assert!(backend.live_buffers() <= before + 8, "buffers of finished calls are freed");
+}

@@ -181,13 +181,12 @@ pub fn batch_get_value(xs: &[Tensor]) -> Result<Vec<Array>> {
     xs.iter().map(get_value).collect()
 }
 
-/// Replaces the value of variable `x`; `value` must have `x`'s shape (its dtype is converted).
-pub fn set_value(x: &Tensor, value: impl Into<Array>) -> Result<()> {
-    let state = variable_state("set_value", x)?;
-    let value = value.into();
+/// The state of variable `x` when `value` has its shape.
+fn fitting_state<'a>(function: &str, x: &'a Tensor, value: &Array) -> Result<&'a Arc<VarState>> {
+    let state = variable_state(function, x)?;
     if value.shape() != state.shape.as_slice() {
         return Err(Error::graph(
-            "set_value",
+            function,
             format!(
                 "variable `{}` has shape {}, the value has shape {}",
                 state.name,
@@ -196,6 +195,13 @@ pub fn set_value(x: &Tensor, value: impl Into<Array>) -> Result<()> {
             ),
         ));
     }
+    Ok(state)
+}
+
+/// Replaces the value of variable `x`; `value` must have `x`'s shape (its dtype is converted).
+pub fn set_value(x: &Tensor, value: impl Into<Array>) -> Result<()> {
+    let value = value.into();
+    let state = fitting_state("set_value", x, &value)?;
     let buffer = plan::upload(&state.backend, &convert(&value, state.dtype))?;
     state.replace(Arc::new(buffer));
     Ok(())
@@ -204,18 +210,7 @@ pub fn set_value(x: &Tensor, value: impl Into<Array>) -> Result<()> {
 /// Sets several variables; nothing is changed if any pair does not fit.
 pub fn batch_set_value(pairs: &[(Tensor, Array)]) -> Result<()> {
     for (x, value) in pairs {
-        let state = variable_state("batch_set_value", x)?;
-        if value.shape() != state.shape.as_slice() {
-            return Err(Error::graph(
-                "batch_set_value",
-                format!(
-                    "variable `{}` has shape {:?}, the value has shape {:?}",
-                    state.name,
-                    state.shape,
-                    value.shape()
-                ),
-            ));
-        }
+        fitting_state("batch_set_value", x, value)?;
     }
     pairs.iter().try_for_each(|(x, value)| set_value(x, value.clone()))
 }
