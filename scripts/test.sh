@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The blas backend links the system OpenBLAS: install it (as root) or say what to install.
+./scripts/system-deps.sh
+
 cargo build --workspace --all-targets --examples
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --examples -- -D warnings

@@ -12,6 +12,10 @@
 //! Kernels are generic over the element type, dispatched once per call on the storage's dtype;
 //! large element-wise and reduction work runs on rayon's pool (`RAYON_NUM_THREADS` sets its
 //! size); GEMM runs on the `gemm` crate, which picks AVX-512 kernels at run time.
+//!
+//! The GEMM is the one replaceable part: [`CpuBackend::with_gemm`] builds a backend whose
+//! matmul and convolution run on another [`GemmEngine`] (OpenBLAS, in `backend-blas`) while
+//! every other kernel stays the one here.
 
 pub mod layout;
 pub mod ops;
@@ -23,23 +27,40 @@ use keras_backend_api::{
     Distribution, Layout, OpKind, PoolParams, ReduceOp, TensorRef, UnaryOp,
 };
 
+pub use ops::matmul::{GemmEngine, GemmProblem, MatView, RustGemm};
 use ops::{Tensor, TensorMut};
 pub use storage::{BufferStore, CpuStorage};
 
 /// Result type of the kernels.
 pub type Result<T> = std::result::Result<T, BackendError>;
 
-/// The CPU backend: host-memory buffers and the kernels of [`ops`].
-#[derive(Default)]
+/// The CPU backend: host-memory buffers and the kernels of [`ops`], its GEMMs on a
+/// [`GemmEngine`].
 pub struct CpuBackend {
     buffers: BufferStore,
+    gemm: Box<dyn GemmEngine>,
+    name: &'static str,
+    version: &'static str,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        CpuBackend::with_gemm("cpu", env!("CARGO_PKG_VERSION"), RustGemm)
+    }
 }
 
 impl CpuBackend {
-    /// A CPU backend with no buffers. Never fails; the `Result` is the constructor shape that
-    /// [`keras_backend_api::export_backend!`] expects.
+    /// The `cpu` backend with no buffers. Never fails; the `Result` is the constructor shape
+    /// that [`keras_backend_api::export_backend!`] expects.
     pub fn new() -> Result<CpuBackend> {
         Ok(CpuBackend::default())
+    }
+
+    /// A backend on these kernels whose matmul and convolution GEMMs run on `engine`, and
+    /// that [`info`](Backend::info) reports as `name` at `version`, its device description
+    /// extended by [`GemmEngine::describe`] and its threads those of [`GemmEngine::threads`].
+    pub fn with_gemm(name: &'static str, version: &'static str, engine: impl GemmEngine + 'static) -> CpuBackend {
+        CpuBackend { buffers: BufferStore::default(), gemm: Box::new(engine), name, version }
     }
 
     /// The buffer table, for backends that build on this one.
@@ -152,11 +173,12 @@ const NUMERIC: &[DType] = &[DType::F32, DType::F64, DType::I32, DType::I64, DTyp
 
 impl Backend for CpuBackend {
     fn info(&self) -> BackendResult<BackendInfo> {
-        let threads = rayon::current_num_threads();
+        let threads = self.gemm.threads();
+        let engine = self.gemm.describe().map(|d| format!(", {d}")).unwrap_or_default();
         RResult::ROk(BackendInfo {
-            name: RString::from("cpu"),
-            version: RString::from(env!("CARGO_PKG_VERSION")),
-            device: RString::from(format!("{} ({threads} threads)", cpu_model())),
+            name: RString::from(self.name),
+            version: RString::from(self.version),
+            device: RString::from(format!("{}{engine} ({threads} threads)", cpu_model())),
             threads: threads as u32,
             dtypes: RVec::from(DType::ALL.to_vec()),
         })
@@ -284,7 +306,7 @@ impl Backend for CpuBackend {
         transpose_b: bool,
     ) -> BackendResult<()> {
         to_abi(self.run("matmul", &["a", "b"], &[a, b], out, |t, out| {
-            ops::matmul::matmul(t[0], t[1], out, transpose_a, transpose_b)
+            ops::matmul::matmul(&*self.gemm, t[0], t[1], out, transpose_a, transpose_b)
         }))
     }
 
@@ -360,9 +382,9 @@ impl Backend for CpuBackend {
         out: TensorRef<'_>,
         params: ConvParams<'_>,
     ) -> BackendResult<()> {
-        to_abi(
-            self.run("conv", &["x", "kernel"], &[x, kernel], out, |t, out| ops::conv::conv(t[0], t[1], out, &params)),
-        )
+        to_abi(self.run("conv", &["x", "kernel"], &[x, kernel], out, |t, out| {
+            ops::conv::conv(&*self.gemm, t[0], t[1], out, &params)
+        }))
     }
 
     fn conv_backward_data(
@@ -373,7 +395,7 @@ impl Backend for CpuBackend {
         params: ConvParams<'_>,
     ) -> BackendResult<()> {
         to_abi(self.run("conv_backward_data", &["dy", "kernel"], &[dy, kernel], dx, |t, dx| {
-            ops::conv::conv_backward_data(t[0], t[1], dx, &params)
+            ops::conv::conv_backward_data(&*self.gemm, t[0], t[1], dx, &params)
         }))
     }
 
@@ -385,7 +407,7 @@ impl Backend for CpuBackend {
         params: ConvParams<'_>,
     ) -> BackendResult<()> {
         to_abi(self.run("conv_backward_filter", &["x", "dy"], &[x, dy], dkernel, |t, dk| {
-            ops::conv::conv_backward_filter(t[0], t[1], dk, &params)
+            ops::conv::conv_backward_filter(&*self.gemm, t[0], t[1], dk, &params)
         }))
     }
 

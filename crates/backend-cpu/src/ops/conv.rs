@@ -24,7 +24,7 @@ use keras_backend_api::{BackendError, ConvParams, Layout};
 use rayon::prelude::*;
 
 use super::element::Float;
-use super::matmul::{GemmScalar, MatView, gemm};
+use super::matmul::{GemmEngine, GemmScalar, MatView, gemm};
 use super::window::{Window, fmt_shape, with_float_triple};
 use super::{Tensor, TensorMut};
 use crate::Result;
@@ -38,16 +38,24 @@ const SCRATCH_ELEMENTS: usize = if cfg!(test) { 1 << 9 } else { 1 << 22 };
 /// cost more than it saves). Tests lower it to exercise the parallel fill.
 const PARALLEL_FILL: usize = if cfg!(test) { 1 << 7 } else { 1 << 15 };
 
-/// Forward convolution: `out = conv(x, kernel)` as [`ConvParams`] defines it.
-pub fn conv(x: Tensor<'_>, kernel: Tensor<'_>, out: TensorMut<'_>, params: &ConvParams<'_>) -> Result<()> {
+/// Forward convolution: `out = conv(x, kernel)` as [`ConvParams`] defines it, its GEMMs on
+/// `engine`.
+pub fn conv(
+    engine: &dyn GemmEngine,
+    x: Tensor<'_>,
+    kernel: Tensor<'_>,
+    out: TensorMut<'_>,
+    params: &ConvParams<'_>,
+) -> Result<()> {
     const NAMES: [&str; 3] = ["x", "kernel", "out"];
     let geo = ConvGeometry::new("conv", NAMES, x.shape, kernel.shape, out.shape, params)?;
-    with_float_triple!("conv", NAMES, (x.data, kernel.data, out.data), (x, w, y) => forward(&geo, x, w, y))
+    with_float_triple!("conv", NAMES, (x.data, kernel.data, out.data), (x, w, y) => forward(engine, &geo, x, w, y))
 }
 
 /// Gradient with respect to the input: `dx` (which has the input's shape) becomes the exact
 /// adjoint of [`conv`] in `x` applied to `dy`. Input positions no output reads get 0.
 pub fn conv_backward_data(
+    engine: &dyn GemmEngine,
     dy: Tensor<'_>,
     kernel: Tensor<'_>,
     dx: TensorMut<'_>,
@@ -59,13 +67,14 @@ pub fn conv_backward_data(
         "conv_backward_data",
         ["dy", "kernel", "dx"],
         (dy.data, kernel.data, dx.data),
-        (dy, w, dx) => backward_data(&geo, dy, w, dx)
+        (dy, w, dx) => backward_data(engine, &geo, dy, w, dx)
     )
 }
 
 /// Gradient with respect to the kernel: `dkernel` becomes the exact adjoint of [`conv`] in
 /// the kernel applied to `dy`, summed over the batch.
 pub fn conv_backward_filter(
+    engine: &dyn GemmEngine,
     x: Tensor<'_>,
     dy: Tensor<'_>,
     dkernel: TensorMut<'_>,
@@ -77,7 +86,7 @@ pub fn conv_backward_filter(
         "conv_backward_filter",
         ["x", "dy", "dkernel"],
         (x.data, dy.data, dkernel.data),
-        (x, dy, dk) => backward_filter(&geo, x, dy, dk)
+        (x, dy, dk) => backward_filter(engine, &geo, x, dy, dk)
     )
 }
 
@@ -108,7 +117,13 @@ fn for_each_batch<T: Send + Sync>(
     )
 }
 
-fn forward<T: Float + GemmScalar>(geo: &ConvGeometry, x: &[T], w: &[T], y: &mut [T]) -> Result<()> {
+fn forward<T: Float + GemmScalar>(
+    engine: &dyn GemmEngine,
+    geo: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    y: &mut [T],
+) -> Result<()> {
     if y.is_empty() {
         return Ok(());
     }
@@ -118,21 +133,33 @@ fn forward<T: Float + GemmScalar>(geo: &ConvGeometry, x: &[T], w: &[T], y: &mut 
         return Ok(());
     }
     for_each_batch(geo.batch, (y, geo.y_len()), (x, geo.x_len()), |y_b, x_b, scratch| {
-        geo.forward_one(x_b, w, y_b, scratch)
+        geo.forward_one(engine, x_b, w, y_b, scratch)
     })
 }
 
-fn backward_data<T: Float + GemmScalar>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T]) -> Result<()> {
+fn backward_data<T: Float + GemmScalar>(
+    engine: &dyn GemmEngine,
+    geo: &ConvGeometry,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+) -> Result<()> {
     dx.fill(T::ZERO);
     if dx.is_empty() || dy.is_empty() {
         return Ok(());
     }
     for_each_batch(geo.batch, (dx, geo.x_len()), (dy, geo.y_len()), |dx_b, dy_b, scratch| {
-        geo.backward_data_one(dy_b, w, dx_b, scratch)
+        geo.backward_data_one(engine, dy_b, w, dx_b, scratch)
     })
 }
 
-fn backward_filter<T: Float + GemmScalar>(geo: &ConvGeometry, x: &[T], dy: &[T], dk: &mut [T]) -> Result<()> {
+fn backward_filter<T: Float + GemmScalar>(
+    engine: &dyn GemmEngine,
+    geo: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    dk: &mut [T],
+) -> Result<()> {
     dk.fill(T::ZERO);
     if dk.is_empty() || dy.is_empty() || x.is_empty() {
         return Ok(());
@@ -144,7 +171,7 @@ fn backward_filter<T: Float + GemmScalar>(geo: &ConvGeometry, x: &[T], dy: &[T],
         x_task
             .chunks(x_len)
             .zip(dy_task.chunks(y_len))
-            .try_for_each(|(x_b, dy_b)| geo.backward_filter_one(x_b, dy_b, dk, &mut scratch))
+            .try_for_each(|(x_b, dy_b)| geo.backward_filter_one(engine, x_b, dy_b, dk, &mut scratch))
     };
     if per_task >= geo.batch {
         return accumulate(x, dy, dk);
@@ -377,6 +404,7 @@ impl ConvGeometry {
     /// One batch element of the forward pass.
     fn forward_one<T: Float + GemmScalar>(
         &self,
+        engine: &dyn GemmEngine,
         x_b: &[T],
         w: &[T],
         y_b: &mut [T],
@@ -389,8 +417,8 @@ impl ConvGeometry {
                 let input = self.input_block(g).view(x_b);
                 let out = self.output_block(g, &all);
                 match self.layout {
-                    Layout::ChannelsFirst => gemm(kernel, input, out.dst(y_b), out.row_stride, false)?,
-                    Layout::ChannelsLast => gemm(input, kernel, out.dst(y_b), out.row_stride, false)?,
+                    Layout::ChannelsFirst => gemm(engine, kernel, input, out.dst(y_b), out.row_stride, false)?,
+                    Layout::ChannelsLast => gemm(engine, input, kernel, out.dst(y_b), out.row_stride, false)?,
                 }
                 continue;
             }
@@ -398,8 +426,8 @@ impl ConvGeometry {
                 let patches = self.patch_block(positions.len()).view(self.im2col(x_b, g, &positions, scratch));
                 let out = self.output_block(g, &positions);
                 match self.layout {
-                    Layout::ChannelsFirst => gemm(kernel, patches, out.dst(y_b), out.row_stride, false)?,
-                    Layout::ChannelsLast => gemm(patches, kernel, out.dst(y_b), out.row_stride, false)?,
+                    Layout::ChannelsFirst => gemm(engine, kernel, patches, out.dst(y_b), out.row_stride, false)?,
+                    Layout::ChannelsLast => gemm(engine, patches, kernel, out.dst(y_b), out.row_stride, false)?,
                 }
             }
         }
@@ -409,6 +437,7 @@ impl ConvGeometry {
     /// One batch element of the data gradient; `dx_b` is zero on entry.
     fn backward_data_one<T: Float + GemmScalar>(
         &self,
+        engine: &dyn GemmEngine,
         dy_b: &[T],
         w: &[T],
         dx_b: &mut [T],
@@ -421,8 +450,8 @@ impl ConvGeometry {
                 let dy = self.output_block(g, &all).view(dy_b);
                 let dx = self.input_block(g);
                 match self.layout {
-                    Layout::ChannelsFirst => gemm(kernel_t, dy, dx.dst(dx_b), dx.row_stride, false)?,
-                    Layout::ChannelsLast => gemm(dy, kernel_t, dx.dst(dx_b), dx.row_stride, false)?,
+                    Layout::ChannelsFirst => gemm(engine, kernel_t, dy, dx.dst(dx_b), dx.row_stride, false)?,
+                    Layout::ChannelsLast => gemm(engine, dy, kernel_t, dx.dst(dx_b), dx.row_stride, false)?,
                 }
                 continue;
             }
@@ -435,8 +464,8 @@ impl ConvGeometry {
                 }
                 let patches = &mut scratch[..len];
                 match self.layout {
-                    Layout::ChannelsFirst => gemm(kernel_t, dy, patches, block.row_stride, false)?,
-                    Layout::ChannelsLast => gemm(dy, kernel_t, patches, block.row_stride, false)?,
+                    Layout::ChannelsFirst => gemm(engine, kernel_t, dy, patches, block.row_stride, false)?,
+                    Layout::ChannelsLast => gemm(engine, dy, kernel_t, patches, block.row_stride, false)?,
                 }
                 self.col2im(patches, g, &positions, dx_b);
             }
@@ -447,6 +476,7 @@ impl ConvGeometry {
     /// One batch element's contribution to the filter gradient, added to `dk`.
     fn backward_filter_one<T: Float + GemmScalar>(
         &self,
+        engine: &dyn GemmEngine,
         x_b: &[T],
         dy_b: &[T],
         dk: &mut [T],
@@ -459,8 +489,8 @@ impl ConvGeometry {
                 let dy = self.output_block(g, &all).view(dy_b);
                 let input_t = self.input_block(g).view(x_b).t();
                 match self.layout {
-                    Layout::ChannelsFirst => gemm(dy, input_t, dkernel.dst(dk), dkernel.row_stride, true)?,
-                    Layout::ChannelsLast => gemm(input_t, dy, dkernel.dst(dk), dkernel.row_stride, true)?,
+                    Layout::ChannelsFirst => gemm(engine, dy, input_t, dkernel.dst(dk), dkernel.row_stride, true)?,
+                    Layout::ChannelsLast => gemm(engine, input_t, dy, dkernel.dst(dk), dkernel.row_stride, true)?,
                 }
                 continue;
             }
@@ -468,8 +498,8 @@ impl ConvGeometry {
                 let dy = self.output_block(g, &positions).view(dy_b);
                 let patches_t = self.patch_block(positions.len()).view(self.im2col(x_b, g, &positions, scratch)).t();
                 match self.layout {
-                    Layout::ChannelsFirst => gemm(dy, patches_t, dkernel.dst(dk), dkernel.row_stride, true)?,
-                    Layout::ChannelsLast => gemm(patches_t, dy, dkernel.dst(dk), dkernel.row_stride, true)?,
+                    Layout::ChannelsFirst => gemm(engine, dy, patches_t, dkernel.dst(dk), dkernel.row_stride, true)?,
+                    Layout::ChannelsLast => gemm(engine, patches_t, dy, dkernel.dst(dk), dkernel.row_stride, true)?,
                 }
             }
         }
@@ -591,6 +621,7 @@ mod tests {
 
     use super::*;
     use crate::CpuStorage;
+    use crate::ops::matmul::RustGemm;
     use crate::ops::window::test_support::{dot, flat, indices, values};
 
     /// Deterministic pseudo-random values in [-1, 1) (a 64-bit LCG).
@@ -617,7 +648,7 @@ mod tests {
     }
 
     /// The signature shared by the three convolution kernels.
-    type ConvKernel = fn(Tensor<'_>, Tensor<'_>, TensorMut<'_>, &ConvParams<'_>) -> Result<()>;
+    type ConvKernel = fn(&dyn GemmEngine, Tensor<'_>, Tensor<'_>, TensorMut<'_>, &ConvParams<'_>) -> Result<()>;
 
     #[derive(Clone, Debug)]
     struct Case {
@@ -798,6 +829,7 @@ mod tests {
         ) -> Result<Vec<f64>> {
             let (a_data, b_data, mut out) = (storage(a, dtype), storage(b, dtype), garbage(&out_shape, dtype));
             kernel(
+                &RustGemm,
                 Tensor { data: &a_data, shape: &a_shape },
                 Tensor { data: &b_data, shape: &b_shape },
                 TensorMut { data: &mut out, shape: &out_shape },
@@ -1001,6 +1033,7 @@ mod tests {
         let ks = CpuStorage::zeros(DType::F32, k_shape.iter().product());
         let mut ys = CpuStorage::zeros(DType::F32, y_shape.iter().product());
         conv(
+            &RustGemm,
             Tensor { data: &xs, shape: x_shape },
             Tensor { data: &ks, shape: k_shape },
             TensorMut { data: &mut ys, shape: y_shape },
@@ -1048,6 +1081,7 @@ mod tests {
         let run = |x: DType, k: DType, y: DType| {
             let (xs, ks, mut ys) = (CpuStorage::zeros(x, 4), CpuStorage::zeros(k, 3), CpuStorage::zeros(y, 2));
             conv(
+                &RustGemm,
                 Tensor { data: &xs, shape: &x_shape },
                 Tensor { data: &ks, shape: &k_shape },
                 TensorMut { data: &mut ys, shape: &y_shape },

@@ -1,5 +1,9 @@
-//! Batched matrix product on the `gemm` crate, and the one GEMM entry point other kernels
-//! (convolution) call.
+//! Batched matrix product, and the one GEMM entry point other kernels (convolution) call.
+//!
+//! Every GEMM goes through [`gemm()`], which checks the views and hands the product to a
+//! [`GemmEngine`]: [`RustGemm`] (the `gemm` crate) for the `cpu` backend, or whatever engine a
+//! backend built on these kernels supplies (OpenBLAS for `blas`), so that such a backend reuses
+//! the batching, broadcasting and im2col logic here instead of copying it.
 
 use keras_backend_api::{BackendError, shape};
 use rayon::prelude::*;
@@ -12,9 +16,58 @@ use crate::{
 };
 
 /// Element types the GEMM runs on.
-pub trait GemmScalar: Copy + Send + Sync + 'static + num_traits::Zero + num_traits::One {}
-impl GemmScalar for f32 {}
-impl GemmScalar for f64 {}
+pub trait GemmScalar: Copy + Send + Sync + 'static + num_traits::Zero + num_traits::One {
+    /// Hands `problem` to `engine`'s kernel for this element type.
+    fn run_on(engine: &dyn GemmEngine, problem: GemmProblem<'_, Self>);
+}
+
+impl GemmScalar for f32 {
+    fn run_on(engine: &dyn GemmEngine, problem: GemmProblem<'_, f32>) {
+        engine.gemm_f32(problem);
+    }
+}
+
+impl GemmScalar for f64 {
+    fn run_on(engine: &dyn GemmEngine, problem: GemmProblem<'_, f64>) {
+        engine.gemm_f64(problem);
+    }
+}
+
+/// The matrix-product kernels behind [`gemm()`], one per element type. A backend built on this
+/// crate passes its own to [`CpuBackend::with_gemm`](crate::CpuBackend::with_gemm); every
+/// matmul and convolution of that backend then runs on it.
+pub trait GemmEngine: Send + Sync {
+    /// Computes an `f32` product (see [`GemmProblem`] for what is already checked).
+    fn gemm_f32(&self, problem: GemmProblem<'_, f32>);
+
+    /// Computes an `f64` product.
+    fn gemm_f64(&self, problem: GemmProblem<'_, f64>);
+
+    /// The engine in words for the backend's device description (library, version, kernels),
+    /// or `None` when there is nothing to add to the CPU model.
+    fn describe(&self) -> Option<String> {
+        None
+    }
+
+    /// Threads a large product runs on.
+    fn threads(&self) -> usize {
+        rayon::current_num_threads()
+    }
+}
+
+/// The `gemm` crate on rayon's pool: the engine of the `cpu` backend.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RustGemm;
+
+impl GemmEngine for RustGemm {
+    fn gemm_f32(&self, problem: GemmProblem<'_, f32>) {
+        rust_gemm(problem);
+    }
+
+    fn gemm_f64(&self, problem: GemmProblem<'_, f64>) {
+        rust_gemm(problem);
+    }
+}
 
 /// A read-only matrix view: element `(r, c)` is `data[r * row_stride + c * col_stride]`.
 #[derive(Clone, Copy, Debug)]
@@ -42,19 +95,86 @@ impl<'a, T> MatView<'a, T> {
         MatView { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
     }
 
+    /// Whether every element the view addresses lies in `data`. Checked arithmetic: engines
+    /// hand these views to unchecked code, so a stride that overflows must not pass.
     fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        (self.rows - 1)
+            .checked_mul(self.row_stride)
+            .zip((self.cols - 1).checked_mul(self.col_stride))
+            .and_then(|(r, c)| r.checked_add(c))
+            .is_some_and(|last| last < self.data.len())
+    }
+}
+
+/// One product that [`gemm()`] has checked: `dst = lhs · rhs`, or `dst += lhs · rhs` when
+/// [`accumulate`](Self::accumulate), where `dst` is a row-major `m × n` matrix whose rows are
+/// [`dst_row_stride`](Self::dst_row_stride) apart.
+///
+/// Only [`gemm()`] makes one, and only when `m`, `n` and `k` are all at least 1, `lhs` is
+/// `m × k`, `rhs` is `k × n`, every element either view addresses lies in its data, `dst`
+/// holds the `m × n` block, and `dst_row_stride >= n` when `m > 1`. An engine may rely on
+/// these facts (to pass raw pointers to a library) without checking them again.
+#[derive(Debug)]
+pub struct GemmProblem<'a, T> {
+    lhs: MatView<'a, T>,
+    rhs: MatView<'a, T>,
+    dst: &'a mut [T],
+    dst_row_stride: usize,
+    accumulate: bool,
+}
+
+impl<'a, T: Copy> GemmProblem<'a, T> {
+    /// The `m × k` left operand.
+    pub fn lhs(&self) -> MatView<'a, T> {
+        self.lhs
+    }
+
+    /// The `k × n` right operand.
+    pub fn rhs(&self) -> MatView<'a, T> {
+        self.rhs
+    }
+
+    /// The destination; its first element is `(0, 0)`.
+    pub fn dst(&mut self) -> &mut [T] {
+        self.dst
+    }
+
+    /// Elements between consecutive rows of the destination.
+    pub fn dst_row_stride(&self) -> usize {
+        self.dst_row_stride
+    }
+
+    /// Whether the product is added to the destination instead of replacing it.
+    pub fn accumulate(&self) -> bool {
+        self.accumulate
+    }
+
+    /// Rows of the result.
+    pub fn m(&self) -> usize {
+        self.lhs.rows
+    }
+
+    /// Columns of the result.
+    pub fn n(&self) -> usize {
+        self.rhs.cols
+    }
+
+    /// The contracted dimension.
+    pub fn k(&self) -> usize {
+        self.lhs.cols
     }
 }
 
 /// Work (m·n·k) above which the GEMM uses rayon's pool.
 const PARALLEL_WORK: usize = 64 * 64 * 64;
 
-/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), where `dst` is a row-major
-/// `lhs.rows × rhs.cols` matrix whose rows are `dst_row_stride` apart.
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`) on `engine`, where `dst` is a
+/// row-major `lhs.rows × rhs.cols` matrix whose rows are `dst_row_stride` apart.
 pub fn gemm<T: GemmScalar>(
+    engine: &dyn GemmEngine,
     lhs: MatView<'_, T>,
     rhs: MatView<'_, T>,
     dst: &mut [T],
@@ -62,7 +182,12 @@ pub fn gemm<T: GemmScalar>(
     accumulate: bool,
 ) -> Result<()> {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    let dst_fits = m == 0 || n == 0 || (m - 1) * dst_row_stride + n <= dst.len();
+    let dst_fits = m == 0
+        || n == 0
+        || (m - 1)
+            .checked_mul(dst_row_stride)
+            .and_then(|last_row| last_row.checked_add(n))
+            .is_some_and(|end| end <= dst.len());
     if rhs.rows != k || !lhs.fits() || !rhs.fits() || !dst_fits || (m > 1 && dst_row_stride < n) {
         return Err(BackendError::internal(format!(
             "gemm: inconsistent views lhs {}x{} rhs {}x{} dst {} elements (row stride {dst_row_stride})",
@@ -84,13 +209,22 @@ pub fn gemm<T: GemmScalar>(
         }
         return Ok(());
     }
+    T::run_on(engine, GemmProblem { lhs, rhs, dst, dst_row_stride, accumulate });
+    Ok(())
+}
+
+/// [`RustGemm`]'s kernel: the `gemm` crate, on rayon's pool for large products.
+fn rust_gemm<T: GemmScalar>(problem: GemmProblem<'_, T>) {
+    let GemmProblem { lhs, rhs, dst, dst_row_stride, accumulate } = problem;
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_WORK && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: every view was bounds-checked above for the extents the GEMM reads and writes,
-    // and `dst` is borrowed mutably, so it cannot overlap the inputs.
+    // SAFETY: a `GemmProblem` exists only after `gemm` bounds-checked every view for the
+    // extents the GEMM reads and writes, and `dst` is borrowed mutably, so it cannot overlap
+    // the inputs.
     unsafe {
         gemm::gemm(
             m,
@@ -114,13 +248,19 @@ pub fn gemm<T: GemmScalar>(
             parallelism,
         );
     }
-    Ok(())
 }
 
 /// `out = op(a) · op(b)` with batch broadcasting, where `op` transposes the last two dims when
 /// its flag is set ([`keras_backend_api::shape::matmul`] gives the shape). `F32` or `F64`, all
-/// three tensors of the same dtype.
-pub fn matmul(a: Tensor<'_>, b: Tensor<'_>, out: TensorMut<'_>, transpose_a: bool, transpose_b: bool) -> Result<()> {
+/// three tensors of the same dtype; the products run on `engine`.
+pub fn matmul(
+    engine: &dyn GemmEngine,
+    a: Tensor<'_>,
+    b: Tensor<'_>,
+    out: TensorMut<'_>,
+    transpose_a: bool,
+    transpose_b: bool,
+) -> Result<()> {
     let expected = shape::matmul(a.shape, b.shape, transpose_a, transpose_b).map_err(|e| {
         BackendError::invalid(format!("matmul: {e} (a {:?}, b {:?}, out {:?})", a.shape, b.shape, out.shape))
     })?;
@@ -133,8 +273,8 @@ pub fn matmul(a: Tensor<'_>, b: Tensor<'_>, out: TensorMut<'_>, transpose_a: boo
     }
     let problem = BatchedProblem::new(a.shape, b.shape, out.shape, transpose_a, transpose_b);
     match (a.data, b.data, &mut *out.data) {
-        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(out)) => problem.run(a, b, out),
-        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(out)) => problem.run(a, b, out),
+        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(out)) => problem.run(engine, a, b, out),
+        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(out)) => problem.run(engine, a, b, out),
         (a, b, out) if a.dtype() == b.dtype() && b.dtype() == out.dtype() => {
             Err(unsupported_dtype("matmul", a.dtype()))
         }
@@ -203,7 +343,7 @@ impl BatchedProblem {
         Ok(if transpose { view.t() } else { view })
     }
 
-    fn run<T: GemmScalar>(&self, a: &[T], b: &[T], out: &mut [T]) -> Result<()> {
+    fn run<T: GemmScalar>(&self, engine: &dyn GemmEngine, a: &[T], b: &[T], out: &mut [T]) -> Result<()> {
         let (m, n) = (self.m, self.n);
         if m == 0 || n == 0 || self.a_offsets.is_empty() {
             return Ok(());
@@ -215,12 +355,12 @@ impl BatchedProblem {
             // shares `b`, and one large GEMM beats many small ones.
             let lhs = MatView::row_major(a, batches * m, self.k);
             let rhs = Self::view(b, 0, self.b_dims, self.transpose_b)?;
-            return gemm(lhs, rhs, out, n, false);
+            return gemm(engine, lhs, rhs, out, n, false);
         }
         let one = |(dst, (&a_off, &b_off)): (&mut [T], (&usize, &usize))| {
             let lhs = Self::view(a, a_off, self.a_dims, self.transpose_a)?;
             let rhs = Self::view(b, b_off, self.b_dims, self.transpose_b)?;
-            gemm(lhs, rhs, dst, n, false)
+            gemm(engine, lhs, rhs, dst, n, false)
         };
         let pairs = self.a_offsets.iter().zip(&self.b_offsets);
         let work = m.saturating_mul(n).saturating_mul(self.k);
@@ -254,11 +394,11 @@ mod tests {
         let a = [1.0f32, 2., 3., 4., 5., 6.];
         let b = [1.0f32, 0., 0., 1., 1., 1.];
         let mut c = [0.0f32; 4];
-        gemm(MatView::row_major(&a, 2, 3), MatView::row_major(&b, 3, 2), &mut c, 2, false).unwrap();
+        gemm(&RustGemm, MatView::row_major(&a, 2, 3), MatView::row_major(&b, 3, 2), &mut c, 2, false).unwrap();
         assert_eq!(c, [4., 5., 10., 11.]);
         // accumulate, with a transposed lhs view: aᵀ of [[1,4],[2,5],[3,6]] is a.
         let at = [1.0f32, 4., 2., 5., 3., 6.];
-        gemm(MatView::row_major(&at, 3, 2).t(), MatView::row_major(&b, 3, 2), &mut c, 2, true).unwrap();
+        gemm(&RustGemm, MatView::row_major(&at, 3, 2).t(), MatView::row_major(&b, 3, 2), &mut c, 2, true).unwrap();
         assert_eq!(c, [8., 10., 20., 22.]);
     }
 
@@ -327,6 +467,7 @@ mod tests {
         let b32 = CpuStorage::F32(b.iter().map(|&v| v as f32).collect());
         let mut out = CpuStorage::F32(vec![f32::NAN; want.len()]);
         matmul(
+            &RustGemm,
             Tensor { data: &a32, shape: a_shape },
             Tensor { data: &b32, shape: b_shape },
             TensorMut { data: &mut out, shape: &out_shape },
@@ -355,6 +496,7 @@ mod tests {
         let (a, b) = (CpuStorage::F32(a.to_vec()), CpuStorage::F32(b.to_vec()));
         let mut out = CpuStorage::F32(vec![f32::NAN; out_shape.iter().product()]);
         matmul(
+            &RustGemm,
             Tensor { data: &a, shape: a_shape },
             Tensor { data: &b, shape: b_shape },
             TensorMut { data: &mut out, shape: out_shape },
@@ -416,6 +558,7 @@ mod tests {
         let (a, b) = (CpuStorage::F64(a), CpuStorage::F64(b));
         let mut out = CpuStorage::F64(vec![0.0; want.len()]);
         matmul(
+            &RustGemm,
             Tensor { data: &a, shape: &a_shape },
             Tensor { data: &b, shape: &b_shape },
             TensorMut { data: &mut out, shape: &out_shape },
@@ -448,11 +591,13 @@ mod tests {
         let (a, b) = (CpuStorage::F32(vec![0.0; 4]), CpuStorage::F64(vec![0.0; 4]));
         let mut out = CpuStorage::F32(vec![0.0; 4]);
         let t = |data| Tensor { data, shape: &[2, 2] };
-        let err = matmul(t(&a), t(&b), TensorMut { data: &mut out, shape: &[2, 2] }, false, false).unwrap_err();
+        let err =
+            matmul(&RustGemm, t(&a), t(&b), TensorMut { data: &mut out, shape: &[2, 2] }, false, false).unwrap_err();
         assert!(err.message.contains("float64"), "{}", err.message);
         let ints = CpuStorage::I32(vec![0; 4]);
         let mut out = CpuStorage::I32(vec![0; 4]);
-        let err = matmul(t(&ints), t(&ints), TensorMut { data: &mut out, shape: &[2, 2] }, false, false).unwrap_err();
+        let err = matmul(&RustGemm, t(&ints), t(&ints), TensorMut { data: &mut out, shape: &[2, 2] }, false, false)
+            .unwrap_err();
         assert!(err.is_unsupported());
     }
 
@@ -460,6 +605,6 @@ mod tests {
     fn gemm_refuses_bad_views() {
         let a = [1.0f64; 6];
         let mut c = [0.0f64; 4];
-        assert!(gemm(MatView::row_major(&a, 2, 3), MatView::row_major(&a, 2, 3), &mut c, 2, false).is_err());
+        assert!(gemm(&RustGemm, MatView::row_major(&a, 2, 3), MatView::row_major(&a, 2, 3), &mut c, 2, false).is_err());
     }
 }
