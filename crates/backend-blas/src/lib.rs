@@ -186,57 +186,25 @@ trait Cblas: GemmScalar {
     unsafe fn gemm(plan: Plan, a: *const Self, b: *const Self, accumulate: bool, c: *mut Self);
 }
 
-impl Cblas for f32 {
-    unsafe fn gemm(plan: Plan, a: *const f32, b: *const f32, accumulate: bool, c: *mut f32) {
-        let beta = if accumulate { 1.0 } else { 0.0 };
-        let Plan { m, n, k, a: op_a, b: op_b, ldc } = plan;
-        // SAFETY: the caller's contract.
-        unsafe {
-            cblas_sys::cblas_sgemm(
-                CblasRowMajor,
-                op_a.flag(),
-                op_b.flag(),
-                m,
-                n,
-                k,
-                1.0,
-                a,
-                op_a.ld,
-                b,
-                op_b.ld,
-                beta,
-                c,
-                ldc,
-            )
+/// One `Cblas` impl per element type: the two differ only in the CBLAS routine called.
+macro_rules! cblas_gemm {
+    ($($ty:ty => $routine:path),*) => {$(
+        impl Cblas for $ty {
+            unsafe fn gemm(plan: Plan, a: *const $ty, b: *const $ty, accumulate: bool, c: *mut $ty) {
+                let beta = if accumulate { 1.0 } else { 0.0 };
+                let Plan { m, n, k, a: op_a, b: op_b, ldc } = plan;
+                // SAFETY: the caller's contract.
+                unsafe {
+                    $routine(
+                        CblasRowMajor, op_a.flag(), op_b.flag(), m, n, k, 1.0, a, op_a.ld, b, op_b.ld, beta, c, ldc,
+                    )
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl Cblas for f64 {
-    unsafe fn gemm(plan: Plan, a: *const f64, b: *const f64, accumulate: bool, c: *mut f64) {
-        let beta = if accumulate { 1.0 } else { 0.0 };
-        let Plan { m, n, k, a: op_a, b: op_b, ldc } = plan;
-        // SAFETY: the caller's contract.
-        unsafe {
-            cblas_sys::cblas_dgemm(
-                CblasRowMajor,
-                op_a.flag(),
-                op_b.flag(),
-                m,
-                n,
-                k,
-                1.0,
-                a,
-                op_a.ld,
-                b,
-                op_b.ld,
-                beta,
-                c,
-                ldc,
-            )
-        }
-    }
-}
+cblas_gemm!(f32 => cblas_sys::cblas_sgemm, f64 => cblas_sys::cblas_dgemm);
 
 /// [`OpenBlas`]'s kernel.
 fn cblas_gemm<T: Cblas>(mut problem: GemmProblem<'_, T>) {
