@@ -3,6 +3,8 @@
 
 mod backend_cmd;
 mod conformance_cmd;
+mod train;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,10 @@ enum Command {
     Backend(backend_cmd::BackendArgs),
     /// Run the Keras 1 conformance cases on one backend or all of them.
     Conformance(conformance_cmd::ConformanceArgs),
+    /// Train a digit classifier (mlp or cnn) with the K API; optionally plot and save it.
+    Train(train_cmd::TrainArgs),
+    /// Score weights saved by `train --save` on the same held-out test set.
+    Evaluate(train_cmd::EvaluateArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +36,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Backend(args) => backend_cmd::run(args),
         Command::Conformance(args) => conformance_cmd::run(args),
+        Command::Train(args) => train_cmd::run_train(args),
+        Command::Evaluate(args) => train_cmd::run_evaluate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
