@@ -91,7 +91,7 @@ fn values_of_variables_and_queries_of_tensors() {
     assert!(K::batch_set_value(&bad).is_err());
     assert_eq!(f32s(&K::get_value(&w).unwrap()), [5.0], "nothing changes when one pair does not fit");
     K::batch_set_value(&[(w.clone(), Array::from([6.0f32]))]).unwrap();
-    assert_eq!(f32s(&K::batch_get_value(&[w.clone()]).unwrap()[0]), [6.0]);
+    assert_eq!(f32s(&K::batch_get_value(std::slice::from_ref(&w)).unwrap()[0]), [6.0]);
 
     let x = K::placeholder([None, Some(4), Some(5)]);
     assert_eq!(K::ndim(&x), 3);
