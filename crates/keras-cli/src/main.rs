@@ -2,6 +2,7 @@
 //! own; this file only parses the command line, sets up logging and reports errors.
 
 mod backend_cmd;
+mod bench_cmd;
 mod conformance_cmd;
 mod train;
 mod train_cmd;
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Show the active backend, list the available ones, or select one.
     Backend(backend_cmd::BackendArgs),
+    /// Time a fixed set of workloads (matmul, conv2d, training steps, element-wise, dispatch).
+    Bench(bench_cmd::BenchArgs),
     /// Run the Keras 1 conformance cases on one backend or all of them.
     Conformance(conformance_cmd::ConformanceArgs),
     /// Train a digit classifier (mlp or cnn) with the K API; optionally plot and save it.
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Backend(args) => backend_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
         Command::Conformance(args) => conformance_cmd::run(args),
         Command::Train(args) => train_cmd::run_train(args),
         Command::Evaluate(args) => train_cmd::run_evaluate(args),

@@ -1,0 +1,94 @@
+//! Timing a prepared workload and reading the process's peak memory.
+
+use std::time::{Duration, Instant};
+
+use keras::Result;
+
+use super::workloads::Prepared;
+
+/// Timed calls without `--repeats`: at least this many...
+const MIN_REPEATS: usize = 5;
+/// ...and more until this much time is spent timing...
+const TIME_BUDGET: Duration = Duration::from_secs(1);
+/// ...but never more than this many.
+const MAX_REPEATS: usize = 200;
+
+/// The times of the timed calls of one workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timing {
+    /// Untimed calls made first (the first one specialises and plans the graph).
+    pub warmup: usize,
+    /// Timed calls.
+    pub repeats: usize,
+    /// Median seconds per timed call.
+    pub median_s: f64,
+    /// Fastest timed call, in seconds.
+    pub min_s: f64,
+    /// Slowest timed call, in seconds.
+    pub max_s: f64,
+}
+
+/// Calls `prepared.function` `warmup` times, then times `repeats` calls (or, with `None`,
+/// between [`MIN_REPEATS`] and [`MAX_REPEATS`] calls, stopping once [`TIME_BUDGET`] is spent).
+pub fn time_calls(prepared: &Prepared, warmup: usize, repeats: Option<usize>) -> Result<Timing> {
+    for _ in 0..warmup {
+        prepared.function.call(&prepared.feeds)?;
+    }
+    let mut times = Vec::new();
+    let started = Instant::now();
+    loop {
+        let done = match repeats {
+            Some(n) => times.len() >= n,
+            None => times.len() >= MAX_REPEATS || (times.len() >= MIN_REPEATS && started.elapsed() >= TIME_BUDGET),
+        };
+        if done {
+            break;
+        }
+        let call = Instant::now();
+        prepared.function.call(&prepared.feeds)?;
+        times.push(call.elapsed().as_secs_f64());
+    }
+    let (median_s, min_s, max_s) = summary(&mut times);
+    Ok(Timing { warmup, repeats: times.len(), median_s, min_s, max_s })
+}
+
+/// Median (the mean of the middle two for an even count), minimum and maximum; NaN for none.
+fn summary(times: &mut [f64]) -> (f64, f64, f64) {
+    if times.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let median = if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 };
+    (median, times[0], times[n - 1])
+}
+
+/// The process's peak resident set size (`VmHWM` of `/proc/self/status`), where the system
+/// reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_takes_the_middle_of_sorted_times() {
+        assert_eq!(summary(&mut [3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(summary(&mut [4.0, 1.0, 2.0, 10.0]), (3.0, 1.0, 10.0));
+        let (median, min, max) = summary(&mut []);
+        assert!(median.is_nan() && min.is_nan() && max.is_nan());
+    }
+
+    #[test]
+    fn peak_rss_is_at_least_a_buffer_just_touched() {
+        let buffer = vec![1u8; 64 << 20];
+        let peak = peak_rss_bytes().expect("Linux reports VmHWM");
+        assert!(peak >= buffer.len() as u64, "{peak} < {}", buffer.len());
+        assert_eq!(buffer.iter().map(|&b| b as u64).sum::<u64>(), buffer.len() as u64);
+    }
+}

@@ -1,0 +1,317 @@
+//! The workloads of `keras-cli bench`: each one a graph built with the K API and compiled once
+//! with `K::function`, plus the work one call does (FLOPs, bytes or ops) so a time becomes a
+//! rate.
+//!
+//! Operands are variables and results go into variables through the function's updates (an
+//! update takes over the result's device buffer, no copy), so for the kernel workloads a call
+//! moves nothing between host and device: the timed call is the executor and the kernels,
+//! including the allocation of each result buffer. The two training steps are fed their batch
+//! from host arrays and return the loss, as a Keras training loop does.
+
+use keras::{
+    Array, Result,
+    backend::{self as K, BorderMode, Function, ImageDimOrdering, PoolMode, Tensor},
+};
+
+/// Convolution benchmark shape: batch, rows, cols, in and out channels, kernel size.
+const CONV: (usize, usize, usize, usize, usize, usize) = (32, 64, 64, 64, 64, 3);
+/// Elements of the `exp-16m` and `fma-16m` operands (2^24).
+const ELEMENTWISE_LEN: usize = 1 << 24;
+/// Element-wise ops in the `dispatch` graph.
+const DISPATCH_OPS: usize = 1000;
+/// Batch size of both training steps.
+const TRAIN_BATCH: usize = 128;
+/// SGD learning rate of both training steps.
+const LEARNING_RATE: f64 = 0.01;
+
+/// One benchmark row: a workload name and, for image workloads, the dim ordering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Case {
+    /// The workload name `--workload` selects (`conv2d-fwd` selects both orderings).
+    pub workload: &'static str,
+    /// `th` or `tf` for convolution workloads; `None` where layout does not apply.
+    pub ordering: Option<ImageDimOrdering>,
+}
+
+impl Case {
+    /// `workload` or `workload:ordering`: how the parent names a case to the child process.
+    pub fn id(&self) -> String {
+        match self.ordering {
+            Some(ordering) => format!("{}:{}", self.workload, ordering.name()),
+            None => self.workload.to_string(),
+        }
+    }
+
+    /// The case named by [`Case::id`].
+    pub fn from_id(id: &str) -> Option<Case> {
+        all_cases().into_iter().find(|case| case.id() == id)
+    }
+}
+
+/// Every workload name, in the order they run.
+pub const WORKLOADS: [&str; 9] = [
+    "matmul-1024",
+    "matmul-2048",
+    "conv2d-fwd",
+    "conv2d-bwd",
+    "mlp-train-step",
+    "cnn-train-step",
+    "exp-16m",
+    "fma-16m",
+    "dispatch",
+];
+
+/// Every case, in run order: the convolutions once per ordering, `tf` first.
+pub fn all_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for workload in WORKLOADS {
+        if workload.starts_with("conv2d-") {
+            for ordering in [ImageDimOrdering::Tf, ImageDimOrdering::Th] {
+                cases.push(Case { workload, ordering: Some(ordering) });
+            }
+        } else if workload == "cnn-train-step" {
+            cases.push(Case { workload, ordering: Some(ImageDimOrdering::Tf) });
+        } else {
+            cases.push(Case { workload, ordering: None });
+        }
+    }
+    cases
+}
+
+/// What a rate is measured in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// 10^9 floating-point operations per second (multiply and add counted apart).
+    GflopPerS,
+    /// 10^9 bytes read plus written per second.
+    GbPerS,
+    /// Whole training steps per second.
+    StepsPerS,
+    /// Nanoseconds per graph op (lower is better).
+    NsPerOp,
+}
+
+impl Unit {
+    /// The unit as printed and in the JSON `rate_unit` field.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Unit::GflopPerS => "GFLOP/s",
+            Unit::GbPerS => "GB/s",
+            Unit::StepsPerS => "steps/s",
+            Unit::NsPerOp => "ns/op",
+        }
+    }
+
+    /// The rate of a call doing `work` (FLOPs, bytes, steps or ops) in `seconds`.
+    pub fn rate(self, work: f64, seconds: f64) -> f64 {
+        match self {
+            Unit::GflopPerS | Unit::GbPerS => work / seconds / 1e9,
+            Unit::StepsPerS => work / seconds,
+            Unit::NsPerOp => seconds / work * 1e9,
+        }
+    }
+}
+
+/// A compiled workload ready to time: `function.call(&feeds)` is one unit of `work`.
+pub struct Prepared {
+    /// The compiled graph; its updates write the results into variables.
+    pub function: Function,
+    /// The host arrays each call is fed (empty but for the training steps).
+    pub feeds: Vec<Array>,
+    /// FLOPs, bytes, steps or ops done by one call, in the sense of `unit`.
+    pub work: f64,
+    pub unit: Unit,
+}
+
+/// Builds and compiles `case` on the current backend (floatx must be float32).
+pub fn prepare(case: Case) -> Result<Prepared> {
+    let ordering = case.ordering.unwrap_or(ImageDimOrdering::Tf);
+    match case.workload {
+        "matmul-1024" => matmul(1024),
+        "matmul-2048" => matmul(2048),
+        "conv2d-fwd" => conv2d(ordering, false),
+        "conv2d-bwd" => conv2d(ordering, true),
+        "mlp-train-step" => mlp_train_step(),
+        "cnn-train-step" => cnn_train_step(),
+        "exp-16m" => exp_16m(),
+        "fma-16m" => fma_16m(),
+        "dispatch" => dispatch(),
+        other => Err(bench_error(format!("unknown workload `{other}`"))),
+    }
+}
+
+/// An error of `keras-cli bench`, as one line.
+pub fn bench_error(message: String) -> keras::Error {
+    keras::Error::Graph { function: "bench".to_string(), message }
+}
+
+/// `n` numbers uniform in `[-limit, limit)` from a fixed xorshift stream: the same operands
+/// on every backend and run, with no dependence on a backend's random kernels.
+fn uniform(n: usize, limit: f32, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // The top 24 bits are exactly representable in an f32 mantissa.
+            let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
+            (2.0 * unit - 1.0) * limit
+        })
+        .collect()
+}
+
+/// A variable of `shape` filled with [`uniform`] values.
+fn random_variable(shape: &[usize], limit: f32, seed: u64) -> Result<Tensor> {
+    let len = shape.iter().product();
+    K::variable(Array::from_vec(shape, uniform(len, limit, seed))?)
+}
+
+/// A Glorot-uniform weight of `shape` with the given fan-in and fan-out, as Keras initialises
+/// dense and convolution kernels.
+fn glorot(shape: &[usize], fan_in: usize, fan_out: usize, seed: u64) -> Result<Tensor> {
+    random_variable(shape, (6.0 / (fan_in + fan_out) as f32).sqrt(), seed)
+}
+
+/// A function of no inputs whose results each replace a zero variable of their shape: the
+/// results stay on the device and nothing is downloaded.
+fn into_sinks(results: &[Tensor]) -> Result<Function> {
+    let mut updates = Vec::with_capacity(results.len());
+    for result in results {
+        let shape = result.static_shape().ok_or_else(|| {
+            bench_error(format!("internal: a result has the unknown shape {:?}", K::int_shape(result)))
+        })?;
+        updates.push((K::zeros(&shape, None)?, result.clone()));
+    }
+    K::function(&[], &[], &updates)
+}
+
+/// `(n, n) · (n, n)`: `2·n³` FLOPs.
+fn matmul(n: usize) -> Result<Prepared> {
+    let a = random_variable(&[n, n], 1.0, 1)?;
+    let b = random_variable(&[n, n], 1.0, 2)?;
+    let function = into_sinks(&[K::dot(&a, &b)?])?;
+    Ok(Prepared { function, feeds: Vec::new(), work: 2.0 * (n * n * n) as f64, unit: Unit::GflopPerS })
+}
+
+/// The [`CONV`] convolution, `same`, stride 1. Forward: `2·B·Ho·Wo·Cout·Cin·kh·kw` FLOPs.
+/// Backward: the data and filter gradients of `sum(y)`, twice the forward FLOPs; the output
+/// gradient is the lowered `ones` seed of `K::gradients` (one fill of the output's size per
+/// call), and the forward convolution is not run.
+fn conv2d(ordering: ImageDimOrdering, backward: bool) -> Result<Prepared> {
+    let (batch, rows, cols, cin, cout, k) = CONV;
+    let (x_shape, k_shape) = match ordering {
+        ImageDimOrdering::Tf => ([batch, rows, cols, cin], [k, k, cin, cout]),
+        ImageDimOrdering::Th => ([batch, cin, rows, cols], [cout, cin, k, k]),
+    };
+    let x = random_variable(&x_shape, 1.0, 3)?;
+    let kernel = glorot(&k_shape, cin * k * k, cout * k * k, 4)?;
+    let y = K::conv2d(&x, &kernel, (1, 1), BorderMode::Same, Some(ordering), (1, 1))?;
+    let forward_flops = 2.0 * (batch * rows * cols * cout * cin * k * k) as f64;
+    let (function, work) = if backward {
+        (into_sinks(&K::gradients(&y, &[x, kernel])?)?, 2.0 * forward_flops)
+    } else {
+        (into_sinks(&[y])?, forward_flops)
+    };
+    Ok(Prepared { function, feeds: Vec::new(), work, unit: Unit::GflopPerS })
+}
+
+/// The pre-activation `x · W + b` of a dense layer with a Glorot-uniform `W` and zero `b`; its variables
+/// are appended to `params`.
+fn dense(x: &Tensor, fan_in: usize, units: usize, seed: u64, params: &mut Vec<Tensor>) -> Result<Tensor> {
+    let w = glorot(&[fan_in, units], fan_in, units, seed)?;
+    let b = K::zeros(&[units], None)?;
+    let y = (K::dot(x, &w)? + &b)?;
+    params.extend([w, b]);
+    Ok(y)
+}
+
+/// The mean categorical cross-entropy of `softmax(logits)` against `target`, and a function of
+/// `(inputs, target)` returning it and applying one SGD step to every parameter.
+fn sgd_step(input: &Tensor, logits: &Tensor, params: &[Tensor], classes: usize) -> Result<Function> {
+    let target = K::placeholder([TRAIN_BATCH, classes]);
+    let output = K::softmax(logits)?;
+    let loss = K::mean(&K::categorical_crossentropy(&output, &target, false)?, K::Axes::All, false)?;
+    let grads = K::gradients(&loss, params)?;
+    let updates = params
+        .iter()
+        .zip(&grads)
+        .map(|(p, g)| Ok((p.clone(), (p - (g * LEARNING_RATE))?)))
+        .collect::<Result<Vec<_>>>()?;
+    K::function(&[input.clone(), target], &[loss], &updates)
+}
+
+/// A batch of `shape` inputs in `[0, 1)` and one-hot targets over `classes`, as host arrays.
+fn batch(shape: &[usize], classes: usize) -> Result<Vec<Array>> {
+    let len = shape.iter().product();
+    let inputs: Vec<f32> = uniform(len, 0.5, 5).into_iter().map(|v| v + 0.5).collect();
+    let targets: Vec<f32> =
+        (0..TRAIN_BATCH * classes).map(|i| ((i / classes) % classes == i % classes) as u8 as f32).collect();
+    Ok(vec![Array::from_vec(shape, inputs)?, Array::from_vec(&[TRAIN_BATCH, classes], targets)?])
+}
+
+/// 784-512-512-10, relu, softmax and cross-entropy, SGD: one call is one whole step (upload of
+/// the batch, forward, gradients, updates, download of the loss).
+fn mlp_train_step() -> Result<Prepared> {
+    let x = K::placeholder([TRAIN_BATCH, 784]);
+    let mut params = Vec::new();
+    let h1 = K::relu(&dense(&x, 784, 512, 6, &mut params)?, 0.0, None)?;
+    let h2 = K::relu(&dense(&h1, 512, 512, 7, &mut params)?, 0.0, None)?;
+    let logits = dense(&h2, 512, 10, 8, &mut params)?;
+    let function = sgd_step(&x, &logits, &params, 10)?;
+    Ok(Prepared { function, feeds: batch(&[TRAIN_BATCH, 784], 10)?, work: 1.0, unit: Unit::StepsPerS })
+}
+
+/// A `tf`-ordered `valid` 3×3 convolution with `filters` outputs, bias and relu, then a 2×2
+/// max pooling; its variables are appended to `params`.
+fn conv_block(x: &Tensor, channels: usize, filters: usize, seed: u64, params: &mut Vec<Tensor>) -> Result<Tensor> {
+    let tf = Some(ImageDimOrdering::Tf);
+    let kernel = glorot(&[3, 3, channels, filters], channels * 9, filters * 9, seed)?;
+    let bias = K::zeros(&[filters], None)?;
+    let y = (K::conv2d(x, &kernel, (1, 1), BorderMode::Valid, tf, (1, 1))? + &bias)?;
+    params.extend([kernel, bias]);
+    K::pool2d(&K::relu(&y, 0.0, None)?, (2, 2), (2, 2), BorderMode::Valid, tf, PoolMode::Max)
+}
+
+/// 28×28×1 → conv 32 3×3 relu → maxpool 2 → conv 64 3×3 relu → maxpool 2 → flatten → dense 10
+/// softmax (`valid` convolutions, as Keras's MNIST example: 26, 13, 11, 5), SGD, one whole step.
+fn cnn_train_step() -> Result<Prepared> {
+    let x = K::placeholder([TRAIN_BATCH, 28, 28, 1]);
+    let mut params = Vec::new();
+    let p1 = conv_block(&x, 1, 32, 9, &mut params)?;
+    let p2 = conv_block(&p1, 32, 64, 10, &mut params)?;
+    let logits = dense(&K::batch_flatten(&p2)?, 5 * 5 * 64, 10, 11, &mut params)?;
+    let function = sgd_step(&x, &logits, &params, 10)?;
+    Ok(Prepared { function, feeds: batch(&[TRAIN_BATCH, 28, 28, 1], 10)?, work: 1.0, unit: Unit::StepsPerS })
+}
+
+/// `exp(x)` over 2^24 float32: 4 bytes read and 4 written per element.
+fn exp_16m() -> Result<Prepared> {
+    let x = random_variable(&[ELEMENTWISE_LEN], 1.0, 12)?;
+    let function = into_sinks(&[K::exp(&x)?])?;
+    Ok(Prepared { function, feeds: Vec::new(), work: (8 * ELEMENTWISE_LEN) as f64, unit: Unit::GbPerS })
+}
+
+/// `a * b + c` over 2^24 float32: counted as 3 operands read and 1 result written (16 bytes
+/// per element); there is no fused primitive, so the executor runs a multiply then an add (in
+/// place) and really moves 24 bytes per element.
+fn fma_16m() -> Result<Prepared> {
+    let a = random_variable(&[ELEMENTWISE_LEN], 1.0, 13)?;
+    let b = random_variable(&[ELEMENTWISE_LEN], 1.0, 14)?;
+    let c = random_variable(&[ELEMENTWISE_LEN], 1.0, 15)?;
+    let function = into_sinks(&[((&a * &b)? + &c)?])?;
+    Ok(Prepared { function, feeds: Vec::new(), work: (16 * ELEMENTWISE_LEN) as f64, unit: Unit::GbPerS })
+}
+
+/// [`DISPATCH_OPS`] element-wise ops on a `(1,)` tensor, alternately `y + x` and `-y` (bounded
+/// values, one binary and one unary kernel per pair): the cost per op of the executor and the
+/// plugin boundary.
+fn dispatch() -> Result<Prepared> {
+    let x = random_variable(&[1], 1.0, 16)?;
+    let mut y = x.clone();
+    for i in 0..DISPATCH_OPS {
+        y = if i % 2 == 0 { (&y + &x)? } else { (-&y)? };
+    }
+    let function = into_sinks(&[y])?;
+    Ok(Prepared { function, feeds: Vec::new(), work: DISPATCH_OPS as f64, unit: Unit::NsPerOp })
+}
