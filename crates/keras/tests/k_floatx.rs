@@ -13,7 +13,8 @@ fn every_float_width_honours_floatx() {
         assert_eq!((K::dtype(&x), K::dtype(&w)), (dtype, dtype));
         let y = K::softmax(&K::dot(&x, &w).unwrap()).unwrap();
         let loss = K::sum(&y, 0, false).unwrap();
-        let grad = K::gradients(&K::sum(&(&y * &y).unwrap(), K::Axes::All, false).unwrap(), &[w.clone()]).unwrap();
+        let grad =
+            K::gradients(&K::sum(&(&y * &y).unwrap(), K::Axes::All, false).unwrap(), std::slice::from_ref(&w)).unwrap();
         let f = K::function(std::slice::from_ref(&x), &[y.clone(), loss, grad[0].clone()], &[]).unwrap();
         let out = f.call(&[Array::from([[1.0f64, 2.0], [0.0, 0.0]])]).unwrap();
         assert!(out.iter().all(|o| o.dtype() == dtype), "outputs in {dtype}");
