@@ -63,6 +63,21 @@ impl CpuStorage {
         }
     }
 
+    /// [`CpuStorage::zeros`], or `None` when the memory cannot be allocated: a buffer of a
+    /// size the user chose must be an out-of-memory error, not an aborted process (what an
+    /// infallible allocation does).
+    pub fn try_zeros(dtype: DType, len: usize) -> Option<CpuStorage> {
+        Some(match dtype {
+            DType::F16 => CpuStorage::F16(zeroed_vec(len)?),
+            DType::F32 => CpuStorage::F32(zeroed_vec(len)?),
+            DType::F64 => CpuStorage::F64(zeroed_vec(len)?),
+            DType::I32 => CpuStorage::I32(zeroed_vec(len)?),
+            DType::I64 => CpuStorage::I64(zeroed_vec(len)?),
+            DType::U8 => CpuStorage::U8(zeroed_vec(len)?),
+            DType::Bool => CpuStorage::Bool(zeroed_vec(len)?),
+        })
+    }
+
     /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
@@ -137,6 +152,23 @@ impl CpuStorage {
     }
 }
 
+/// `len` zeros, allocated zeroed as `vec![0; len]` does (fresh pages from the operating system
+/// need no writing) but returning `None` when the allocation fails.
+fn zeroed_vec<T: bytemuck::Zeroable>(len: usize) -> Option<Vec<T>> {
+    let layout = std::alloc::Layout::array::<T>(len).ok()?;
+    if layout.size() == 0 {
+        return Some((0..len).map(|_| T::zeroed()).collect());
+    }
+    // SAFETY: the layout's size is not zero.
+    let pointer = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+    if pointer.is_null() {
+        return None;
+    }
+    // SAFETY: `pointer` comes from the global allocator with the layout of `len` values of `T`
+    // (so capacity and length are `len`), and all-zero bytes are a valid `T` (`Zeroable`).
+    Some(unsafe { Vec::from_raw_parts(pointer, len, len) })
+}
+
 type Slot = Arc<RwLock<CpuStorage>>;
 
 /// The handle table of a CPU backend.
@@ -159,7 +191,12 @@ impl BufferStore {
                 format!("alloc: {len} elements of {dtype} do not fit in memory"),
             ));
         }
-        let storage = CpuStorage::zeros(dtype, len);
+        let storage = CpuStorage::try_zeros(dtype, len).ok_or_else(|| {
+            BackendError::new(
+                keras_backend_api::ErrorKind::OutOfMemory,
+                format!("alloc: {len} elements of {dtype} ({} bytes): out of memory", len * dtype.size_in_bytes()),
+            )
+        })?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.slots.write().insert(id, Arc::new(RwLock::new(storage)));
         Ok(BufferId(id))
@@ -319,6 +356,19 @@ mod tests {
             s.copy_to_bytes(&mut back).unwrap();
             assert_eq!(back, bytes, "{dtype}");
         }
+    }
+
+    #[test]
+    fn a_buffer_larger_than_memory_is_an_error_not_an_abort() {
+        let store = BufferStore::default();
+        // 2^60 bytes: a valid size that no machine can allocate.
+        let error = store.alloc(DType::F64, 1 << 57).unwrap_err();
+        assert_eq!(error.kind, keras_backend_api::ErrorKind::OutOfMemory);
+        assert!(error.message.contains("out of memory"), "{}", error.message);
+        assert_eq!(store.len(), 0);
+        let id = store.alloc(DType::Bool, 3).unwrap();
+        assert_eq!(store.with_buffer("t", id, |s| Ok(s.clone())).unwrap(), CpuStorage::Bool(vec![false; 3]));
+        assert_eq!(CpuStorage::try_zeros(DType::F16, 0), Some(CpuStorage::zeros(DType::F16, 0)));
     }
 
     #[test]

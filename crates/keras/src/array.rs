@@ -23,7 +23,7 @@ pub struct Array {
 impl Array {
     /// An array from raw little-endian bytes; fails when their count does not match.
     pub fn from_bytes(dtype: DType, shape: &[usize], bytes: Vec<u8>) -> Result<Array> {
-        let expected = shape.iter().product::<usize>() * dtype.size_in_bytes();
+        let expected = byte_len("Array::from_bytes", dtype, shape)?;
         if bytes.len() != expected {
             return Err(Error::Buffer {
                 operation: "Array::from_bytes",
@@ -35,7 +35,7 @@ impl Array {
 
     /// An array of `values` with `shape`; fails when the element count does not match.
     pub fn from_vec<T: Element>(shape: &[usize], values: Vec<T>) -> Result<Array> {
-        let count: usize = shape.iter().product();
+        let count = byte_len("Array::from_vec", T::DTYPE, shape)? / T::DTYPE.size_in_bytes();
         if values.len() != count {
             return Err(Error::Buffer {
                 operation: "Array::from_vec",
@@ -57,10 +57,27 @@ impl Array {
     }
 
     /// A 0-d or shaped array of `dtype` with every element `value` (converted as a cast does).
+    ///
+    /// # Panics
+    ///
+    /// When the shape holds more bytes than memory can; [`Array::try_full`] returns an error
+    /// instead.
     pub fn full(dtype: DType, shape: &[usize], value: f64) -> Array {
-        let count: usize = shape.iter().product();
+        Array::try_full(dtype, shape, value).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Array::full`], with an error rather than a panic or an abort when the shape's size
+    /// overflows or its memory cannot be allocated (shapes given by a user, as `K.zeros`).
+    pub fn try_full(dtype: DType, shape: &[usize], value: f64) -> Result<Array> {
+        let len = byte_len("Array::full", dtype, shape)?;
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(len).map_err(|_| Error::Buffer {
+            operation: "Array::full",
+            message: format!("shape {shape:?} of {dtype} needs {len} bytes, more than can be allocated"),
+        })?;
         let one = encode_f64(dtype, value);
-        Array { dtype, shape: shape.to_vec(), bytes: one.repeat(count) }
+        bytes.extend(one.iter().copied().cycle().take(len));
+        Ok(Array { dtype, shape: shape.to_vec(), bytes })
     }
 
     /// A 1-d `Bool` array from `values`.
@@ -92,7 +109,8 @@ impl Array {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        // The bytes hold exactly the shape's elements (every constructor checks it).
+        self.bytes.len() / self.dtype.size_in_bytes()
     }
 
     /// `true` when the array has no elements.
@@ -105,9 +123,14 @@ impl Array {
         &self.bytes
     }
 
+    /// The raw little-endian bytes, by value.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
     /// The same elements viewed with another shape of the same element count.
     pub fn reshaped(mut self, shape: &[usize]) -> Result<Array> {
-        if shape.iter().product::<usize>() != self.len() {
+        if crate::graph::byte_size(shape, self.dtype) != Some(self.bytes.len()) {
             return Err(Error::Buffer {
                 operation: "Array::reshaped",
                 message: format!("cannot view shape {:?} as {shape:?}", self.shape),
@@ -179,6 +202,15 @@ impl<T: Element, const N: usize, const M: usize> From<[[T; M]; N]> for Array {
     }
 }
 
+/// The byte size of an array of `shape` and `dtype`, or an error naming `operation` when it
+/// overflows (every constructor checks it, so that the bytes always hold exactly the shape).
+fn byte_len(operation: &'static str, dtype: DType, shape: &[usize]) -> Result<usize> {
+    crate::graph::byte_size(shape, dtype).ok_or_else(|| Error::Buffer {
+        operation,
+        message: format!("shape {shape:?} of {dtype} has more elements than memory can hold"),
+    })
+}
+
 /// One element of `dtype` holding `value`, with the conversions of the contract's `cast`
 /// (truncation toward zero, saturation; `value != 0` for `Bool`).
 pub(crate) fn encode_f64(dtype: DType, value: f64) -> Vec<u8> {
@@ -247,7 +279,8 @@ impl std::fmt::Display for Array {
             }
         }
         let values = self.to_f64_vec();
-        if values.is_empty() && self.shape.is_empty() {
+        // NumPy prints any empty array as `[]`; nesting would loop over a huge leading dim.
+        if values.is_empty() {
             return f.write_str("[]");
         }
         nested(f, self.dtype, &self.shape, &values)

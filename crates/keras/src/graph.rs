@@ -51,6 +51,15 @@ impl Tensor {
     /// input shapes.
     pub(crate) fn new(op: Op, inputs: Vec<Tensor>) -> Result<Tensor> {
         let (shape, dtype) = op.infer(&inputs).map_err(|message| Error::graph(op.name(), message))?;
+        // The executor multiplies the dims to size buffers: refuse what no memory can hold. An
+        // unknown dim may be fed 0, so only a fully known shape can be refused here.
+        let known: Option<Vec<usize>> = shape.iter().copied().collect();
+        if known.is_some_and(|dims| byte_size(&dims, dtype).is_none()) {
+            return Err(Error::graph(
+                op.name(),
+                format!("the result {} {dtype} has more elements than memory can hold", shape_string(&shape)),
+            ));
+        }
         Ok(Tensor::with_shape(op, inputs, shape, dtype, None))
     }
 
@@ -136,6 +145,16 @@ impl fmt::Debug for Tensor {
     }
 }
 
+/// The bytes of a dense tensor of `shape` and `dtype`, or `None` when they exceed what memory
+/// can address (a shape with a 0 holds nothing, however large its other dims).
+pub(crate) fn byte_size(shape: &[usize], dtype: DType) -> Option<usize> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    let bytes = shape.iter().try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d))?;
+    (bytes <= isize::MAX as usize).then_some(bytes)
+}
+
 /// `(2, None, 5)`, the way Keras prints shapes.
 pub fn shape_string(shape: &[Dim]) -> String {
     let dims: Vec<String> = shape.iter().map(|d| d.map_or("None".to_string(), |n| n.to_string())).collect();
@@ -179,6 +198,11 @@ pub(crate) fn topological_order_until(roots: &[Tensor], stop: impl Fn(&Tensor) -
     }
     order
 }
+
+/// Orders the variable reads and updates of function calls: a call takes its snapshot of every
+/// variable it uses under the read side and replaces every variable it updates under the write
+/// side, so that no call sees some of another call's updates and not the others.
+pub(crate) static VARIABLES: RwLock<()> = RwLock::new(());
 
 /// The state of a variable: a device buffer replaced (never written in place) by updates, so
 /// a running call keeps reading the value it started with.

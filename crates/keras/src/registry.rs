@@ -145,6 +145,21 @@ impl Backend {
     pub fn raw(&self) -> &BackendBox {
         &self.inner.raw
     }
+
+    /// Whether `other` is this very instance (a clone of it), not merely one of the same name:
+    /// buffer handles are only meaningful to the instance that allocated them.
+    pub fn is_same_instance(&self, other: &Backend) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The backend's name and where it came from, for messages: `cpu (built-in)`,
+    /// `cpu (/path/libkeras_backend_cpu.so)`.
+    pub(crate) fn describe(&self) -> String {
+        match self.library_path() {
+            Some(path) => format!("`{}` ({})", self.name(), path.display()),
+            None => format!("`{}` (built-in)", self.name()),
+        }
+    }
 }
 
 impl fmt::Debug for Backend {

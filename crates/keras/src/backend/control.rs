@@ -21,7 +21,7 @@ use crate::{
         elementwise::{cast, select},
         movement::{concat, insert_axes},
         source,
-        special::{self, Body, merge_dims, step_of},
+        special::{self, Body, check_unrolled_steps, merge_dims, step_of},
     },
 };
 
@@ -174,6 +174,7 @@ impl Expander for Loop {
         let length = elems.shape()[0].ok_or_else(|| {
             Error::graph(self.name(), format!("the length of elems {} is still unknown", elems.describe()))
         })?;
+        check_unrolled_steps(self.name(), elems, 0, length)?;
         let result = match &self.body {
             LoopBody::Map(f) => {
                 let mut rows = Vec::with_capacity(length);

@@ -68,6 +68,10 @@ impl BorderMode {
             BorderMode::Same => {
                 let (n, k) = (len?, span?);
                 let out = n.div_ceil(stride);
+                // No output position, no padding: `(out - 1)·s` would count one position.
+                if out == 0 {
+                    return Some((0, 0));
+                }
                 // An overflow becomes a padding that the shape rule refuses as overflowing.
                 let total = out
                     .saturating_sub(1)

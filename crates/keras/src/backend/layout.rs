@@ -125,7 +125,7 @@ pub fn repeat_elements(x: &Tensor, rep: usize, axis: isize) -> Result<Tensor> {
 /// Reverses `x` along `axes`: an int or a list, negative axes counting from the end
 /// ([`Axes::All`] reverses every axis).
 pub fn reverse(x: &Tensor, axes: impl Into<Axes>) -> Result<Tensor> {
-    let axes = axes.into().resolve("reverse", x.ndim())?;
+    let axes = axes.into().resolve("reverse", x)?;
     named("reverse", movement::reverse(x, &axes))
 }
 

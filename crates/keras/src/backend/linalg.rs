@@ -55,6 +55,12 @@ fn contract(function: &'static str, x: &Tensor, y: &Tensor, ax: usize, ay: usize
         .collect();
     late(function, &[x.clone(), y.clone()], shape, x.dtype(), move |t| {
         let (x, y) = (&t[0], &t[1]);
+        // Sizes unknown when the product was built are checked now: the reshapes below
+        // cannot tell a mismatch when one side is empty.
+        check_same_size(function, x, y, ax, ay, "are not aligned")?;
+        if batched {
+            check_same_size(function, x, y, 0, 0, "differ in batch size")?;
+        }
         let (sx, sy) = (x.static_shape().unwrap_or_default(), y.static_shape().unwrap_or_default());
         let (x_other, y_other): (Vec<usize>, Vec<usize>) =
             (others(sx.len(), ax).collect(), others(sy.len(), ay).collect());

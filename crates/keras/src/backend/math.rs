@@ -54,19 +54,21 @@ macro_rules! axes_from_int {
 axes_from_int!(i32, i64, isize, usize);
 
 impl Axes {
-    /// The distinct, non-negative axes for a tensor of `rank` (sorted).
-    pub(crate) fn resolve(&self, function: &str, rank: usize) -> Result<Vec<usize>> {
+    /// The distinct, non-negative axes of `x` (sorted).
+    pub(crate) fn resolve(&self, function: &str, x: &Tensor) -> Result<Vec<usize>> {
+        let rank = x.ndim();
+        let refuse = |m: String| Error::graph(function, format!("{m} (input {})", x.describe()));
         let mut axes = match self {
             Axes::All => (0..rank).collect(),
             Axes::Some(list) => list
                 .iter()
                 .map(|&a| normalize_axis(a, rank))
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|m| Error::graph(function, m))?,
+                .map_err(refuse)?,
         };
         axes.sort_unstable();
         if axes.windows(2).any(|w| w[0] == w[1]) {
-            return Err(Error::graph(function, format!("axis {self:?} lists an axis twice")));
+            return Err(refuse(format!("axis {self:?} lists an axis twice")));
         }
         Ok(axes)
     }
@@ -152,11 +154,12 @@ pub fn hard_sigmoid(x: &Tensor) -> Result<Tensor> {
 
 /// Rectified linear unit: `min(max(x, 0), max_value) + alpha · min(x, 0)`.
 ///
-/// Built from selects on `x > 0` and `x < 0` rather than `maximum`, so that the derivative at
-/// 0 is 0 as TensorFlow's `relu` has it (a `maximum` tie would pass the gradient to both sides).
+/// Built from selects on `x <= 0` and `x < 0` rather than `maximum`, so that the derivative at
+/// 0 is 0 as TensorFlow's `relu` has it (a `maximum` tie would pass the gradient to both sides),
+/// and a NaN stays NaN as in TensorFlow (every comparison with NaN is false).
 pub fn relu(x: &Tensor, alpha: f64, max_value: Option<f64>) -> Result<Tensor> {
     let zero = scalar_like(0.0, x)?;
-    let mut y = select(&binary(BinaryOp::Greater, x, &zero)?, x, &zero)?;
+    let mut y = select(&binary(BinaryOp::LessEqual, x, &zero)?, &zero, x)?;
     if let Some(max_value) = max_value {
         y = binary(BinaryOp::Minimum, &y, &scalar_like(max_value, x)?)?;
     }
@@ -211,7 +214,7 @@ pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
 }
 
 fn reduction(function: &str, op: ReduceOp, x: &Tensor, axis: Axes, keepdims: bool) -> Result<Tensor> {
-    let axes = axis.resolve(function, x.ndim())?;
+    let axes = axis.resolve(function, x)?;
     named(function, reduce(op, x, &axes, keepdims))
 }
 
@@ -242,7 +245,7 @@ pub fn mean(x: &Tensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor>
 
 /// Population variance over `axis` (dividing by n).
 pub fn var(x: &Tensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
-    let axes = axis.into().resolve("var", x.ndim())?;
+    let axes = axis.into().resolve("var", x)?;
     let centred = (x - reduce(ReduceOp::Mean, x, &axes, true)?)?;
     named("var", reduce(ReduceOp::Mean, &unary(UnaryOp::Square, &centred)?, &axes, keepdims))
 }

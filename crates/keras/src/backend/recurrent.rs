@@ -17,7 +17,7 @@ use crate::{
         elementwise::{cast, select},
         movement::{concat, insert_axes},
         source,
-        special::{self, Body, merge_dims, step_of},
+        special::{self, Body, check_unrolled_steps, merge_dims, step_of},
     },
 };
 
@@ -242,6 +242,7 @@ impl Expander for Recurrence {
         if time == 0 {
             return Err(Error::graph("rnn", format!("inputs {} has no time steps", parts.x.describe())));
         }
+        check_unrolled_steps("rnn", parts.x, 1, time)?;
         if let Some(length) = self.input_length.filter(|&n| n != time) {
             return Err(Error::graph("rnn", format!("input_length {length} differs from the fed time length {time}")));
         }

@@ -114,20 +114,31 @@ pub fn constant(value: impl Into<Array>) -> Tensor {
 /// A variable of zeros of `shape` and dtype `dtype` (`None`: [`floatx`]).
 pub fn zeros(shape: &[usize], dtype: Option<DType>) -> Result<Tensor> {
     let dtype = dtype.unwrap_or_else(floatx);
-    variable_with(Array::full(dtype, shape, 0.0), Some(dtype), None)
+    variable_with(filled("zeros", dtype, shape, 0.0)?, Some(dtype), None)
 }
 
 /// A variable of ones of `shape` and dtype `dtype` (`None`: [`floatx`]).
 pub fn ones(shape: &[usize], dtype: Option<DType>) -> Result<Tensor> {
     let dtype = dtype.unwrap_or_else(floatx);
-    variable_with(Array::full(dtype, shape, 1.0), Some(dtype), None)
+    variable_with(filled("ones", dtype, shape, 1.0)?, Some(dtype), None)
 }
 
 /// A variable holding the `size`×`size` identity matrix.
 pub fn eye(size: usize, dtype: Option<DType>) -> Result<Tensor> {
     let dtype = dtype.unwrap_or_else(floatx);
-    let values: Vec<f64> = (0..size * size).map(|i| (i / size == i % size) as u8 as f64).collect();
-    variable_with(Array::from_f64s(dtype, &[size, size], &values)?, Some(dtype), None)
+    let mut bytes = filled("eye", dtype, &[size, size], 0.0)?.into_bytes();
+    let one = crate::array::encode_f64(dtype, 1.0);
+    for i in 0..size {
+        let at = (i * size + i) * one.len();
+        bytes[at..at + one.len()].copy_from_slice(&one);
+    }
+    variable_with(Array::from_bytes(dtype, &[size, size], bytes)?, Some(dtype), None)
+}
+
+/// A host array of `shape` filled with `value`: an error naming `function` and the shape when
+/// it cannot be held in memory.
+fn filled(function: &str, dtype: DType, shape: &[usize], value: f64) -> Result<Array> {
+    Array::try_full(dtype, shape, value).map_err(|e| Error::graph(function, format!("shape {shape:?}: {e}")))
 }
 
 /// Zeros with `x`'s shape and `dtype` (`None`: `x`'s dtype).

@@ -52,9 +52,10 @@ pub fn with_backend<R>(backend: &Backend, body: impl FnOnce() -> R) -> R {
 
 /// A compiled graph: host arrays in, host arrays out (Keras's `K.function`).
 ///
-/// Calls from several threads at once are safe; each call sees the variables as they were
-/// when it started, and its updates replace them when it ends (so the last call to finish
-/// wins when two calls update the same variable).
+/// Calls from several threads at once are safe; each call sees the variables as they all were
+/// at one moment when it started, and its updates replace them all at once when it ends: no
+/// call sees some of another call's updates and not the others, and the last call to finish
+/// wins when two calls update the same variable.
 pub struct Function {
     backend: Backend,
     inputs: Vec<Tensor>,

@@ -15,7 +15,7 @@ use crate::{
     Backend, Buffer,
     array::Array,
     error::{Error, Result},
-    graph::{Dim, Tensor, VarState, shape_string, topological_order},
+    graph::{Dim, Tensor, VARIABLES, VarState, byte_size, shape_string, topological_order},
     ops::{Inferred, Op},
 };
 
@@ -136,6 +136,14 @@ impl Plan {
                     Error::graph(node.op().name(), format!("shape {:?} is still unknown after specialisation", node))
                 })?,
             };
+            // Sources get their shapes from the caller (`zeros_like` of a huge placeholder), not
+            // from a shape rule: sizes are checked here once, so that runs can multiply freely.
+            if byte_size(&shape, node.dtype()).is_none() {
+                return Err(Error::graph(
+                    node.op().name(),
+                    format!("{:?} has more elements than memory can hold", node),
+                ));
+            }
             let inputs: Vec<usize> = node.inputs().iter().map(|t| slot_of[&t.id()]).collect();
             let source = match node.op() {
                 Op::Placeholder => Source::Feed(*feeds.get(&node.id()).ok_or_else(|| {
@@ -143,14 +151,16 @@ impl Plan {
                 })?),
                 Op::LearningPhase => Source::LearningPhase,
                 Op::Variable(state) => {
-                    if state.backend.name() != backend.name() {
+                    // Another instance, even of the same plugin, knows nothing of the variable's
+                    // buffer handle (or holds another buffer under it).
+                    if !state.backend.is_same_instance(backend) {
                         return Err(Error::graph(
                             "function",
                             format!(
-                                "variable `{}` lives on backend `{}`, the function runs on `{}`",
+                                "variable `{}` lives on backend {}, the function runs on another backend {}",
                                 state.name,
-                                state.backend.name(),
-                                backend.name()
+                                state.backend.describe(),
+                                backend.describe()
                             ),
                         ));
                     }
@@ -191,6 +201,15 @@ impl Plan {
     /// Runs the plan: outputs are downloaded, then every update replaces its variable's
     /// buffer, so each update read the values from before the call.
     pub(crate) fn run(&self, backend: &Backend, feeds: &[Array], learning_phase: bool) -> Result<Vec<Array>> {
+        // Every variable as they all are at this one moment, however long the call runs.
+        let mut snapshot: Vec<Option<Arc<Buffer>>> = {
+            let _reading = VARIABLES.read();
+            let read = |step: &Step| match &step.source {
+                Source::Variable(state) => Some(state.current()),
+                _ => None,
+            };
+            self.steps.iter().map(read).collect()
+        };
         let mut slots: Vec<Option<Arc<Buffer>>> = vec![None; self.steps.len()];
         let mut host = HostResults::default();
         for (index, step) in self.steps.iter().enumerate() {
@@ -208,7 +227,9 @@ impl Plan {
                 Source::LearningPhase => {
                     Arc::new(upload(backend, &Array::full(DType::Bool, &[], learning_phase as u8 as f64))?)
                 }
-                Source::Variable(state) => state.current(),
+                Source::Variable(_) => snapshot[index].take().ok_or_else(|| {
+                    Error::graph("function", format!("internal: no snapshot of variable slot {index}"))
+                })?,
                 Source::Constant(buffer) => buffer.clone(),
                 Source::Alias(k) => live(&slots, *k)?.clone(),
                 Source::Print(k, message) => {
@@ -243,8 +264,10 @@ impl Plan {
                 None => download(live(&slots, k)?, self.steps[k].node.dtype(), &self.steps[k].shape),
             })
             .collect::<Result<Vec<_>>>()?;
-        for (state, k) in &self.updates {
-            state.replace(live(&slots, *k)?.clone());
+        let values = self.updates.iter().map(|(_, k)| live(&slots, *k).cloned()).collect::<Result<Vec<_>>>()?;
+        let _writing = VARIABLES.write();
+        for ((state, _), value) in self.updates.iter().zip(values) {
+            state.replace(value);
         }
         Ok(results)
     }

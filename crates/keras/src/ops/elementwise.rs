@@ -99,7 +99,13 @@ pub(crate) fn infer(op: &Op, inputs: &[Tensor]) -> Inferred {
         Op::Binary(b) => {
             let (x, y) = (&inputs[0], &inputs[1]);
             if x.dtype() != y.dtype() {
-                return Err(format!("{b:?} needs one dtype, got {} and {}", x.dtype(), y.dtype()));
+                return Err(format!(
+                    "{b:?} needs one dtype, got {} {} and {} {}",
+                    x.describe(),
+                    x.dtype(),
+                    y.describe(),
+                    y.dtype()
+                ));
             }
             let logical = matches!(b, BinaryOp::LogicalAnd | BinaryOp::LogicalOr);
             if logical != (x.dtype() == DType::Bool) {

@@ -81,11 +81,13 @@ pub(crate) fn one_hot(indices: &Tensor, depth: usize, dtype: DType) -> Result<Te
 
 /// Python's slice rule on one axis of length `dim`: the first index and the count.
 pub(crate) fn resolve_range(start: isize, stop: Option<isize>, dim: usize) -> (usize, usize) {
+    // A dim beyond isize::MAX (only a placeholder's, never a real tensor's) must not wrap.
+    let len = isize::try_from(dim).unwrap_or(isize::MAX);
     let clamp = |i: isize| {
-        let i = if i < 0 { i + dim as isize } else { i };
-        i.clamp(0, dim as isize) as usize
+        let i = if i < 0 { i.saturating_add(len) } else { i };
+        i.clamp(0, len) as usize
     };
-    let (start, stop) = (clamp(start), stop.map_or(dim, clamp));
+    let (start, stop) = (clamp(start), stop.map_or(len as usize, clamp));
     (start, stop.saturating_sub(start))
 }
 
@@ -93,8 +95,17 @@ fn axes_in_range(axes: &[usize], rank: usize) -> std::result::Result<(), String>
     keras_backend_api::shape::check_axes(axes, rank)
 }
 
+/// The element count of `dims`: `None` while a dim is unknown, or when it overflows (a tensor
+/// of that size can never be fed or computed, and [`Tensor::new`] refuses to build one).
 fn product(dims: &[Dim]) -> Option<usize> {
-    dims.iter().try_fold(1usize, |acc, d| d.map(|d| acc * d))
+    let known: Vec<usize> = dims.iter().copied().collect::<Option<_>>()?;
+    if known.contains(&0) { Some(0) } else { known.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) }
+}
+
+/// `dim · factor` (tiling, repetition), or a message when that overflows.
+fn scaled(dim: Dim, factor: usize) -> std::result::Result<Dim, String> {
+    dim.map(|d| d.checked_mul(factor).ok_or_else(|| format!("a dimension of {d} × {factor} elements overflows")))
+        .transpose()
 }
 
 pub(crate) fn infer(op: &Op, inputs: &[Tensor]) -> Inferred {
@@ -109,7 +120,8 @@ pub(crate) fn infer(op: &Op, inputs: &[Tensor]) -> Inferred {
             if spec.iter().filter(|&&d| d == -1).count() > 1 || spec.iter().any(|&d| d < -1) {
                 return Err(format!("target shape {spec:?} may hold at most one -1 and no other negative size"));
             }
-            let fixed: usize = spec.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+            let fixed = product(&spec.iter().filter(|&&d| d >= 0).map(|&d| Some(d as usize)).collect::<Vec<_>>())
+                .ok_or_else(|| format!("target shape {spec:?} has more elements than memory can hold"))?;
             let mut dims: Vec<Dim> = spec.iter().map(|&d| (d >= 0).then_some(d as usize)).collect();
             if let Some(total) = product(shape) {
                 let inferred = spec.iter().position(|&d| d == -1);
@@ -172,7 +184,10 @@ pub(crate) fn infer(op: &Op, inputs: &[Tensor]) -> Inferred {
                 }
                 for (i, (a, b)) in dims.iter_mut().zip(other.shape()).enumerate() {
                     if i == *axis {
-                        *a = a.zip(*b).map(|(a, b)| a + b);
+                        *a = a
+                            .zip(*b)
+                            .map(|(a, b)| a.checked_add(b).ok_or_else(|| format!("axis {axis} overflows: {a} + {b}")))
+                            .transpose()?;
                     } else if let (Some(p), Some(q)) = (*a, *b)
                         && p != q
                     {
@@ -187,8 +202,14 @@ pub(crate) fn infer(op: &Op, inputs: &[Tensor]) -> Inferred {
         Op::Pad { before, after, .. } => {
             same_rank("the padding", before.len())?;
             same_rank("the padding", after.len())?;
-            let dims = shape.iter().zip(before.iter().zip(after)).map(|(d, (b, a))| d.map(|d| d + b + a));
-            (dims.collect(), x.dtype())
+            let padded = |d: usize, b: usize, a: usize| {
+                d.checked_add(b)
+                    .and_then(|d| d.checked_add(a))
+                    .ok_or_else(|| format!("padding {d} by {b} + {a} overflows"))
+            };
+            let dims =
+                shape.iter().zip(before.iter().zip(after)).map(|(d, (&b, &a))| d.map(|d| padded(d, b, a)).transpose());
+            (dims.collect::<std::result::Result<_, _>>()?, x.dtype())
         }
         Op::Reverse(axes) => {
             axes_in_range(axes, rank)?;
@@ -197,7 +218,7 @@ pub(crate) fn infer(op: &Op, inputs: &[Tensor]) -> Inferred {
         Op::Gather { axis } => {
             let indices = &inputs[1];
             if !matches!(indices.dtype(), DType::I32 | DType::I64) {
-                return Err(format!("indices must be int32 or int64, got {}", indices.dtype()));
+                return Err(format!("indices {} must be int32 or int64, got {}", indices.describe(), indices.dtype()));
             }
             axes_in_range(&[*axis], rank)?;
             let dims = shape[..*axis].iter().chain(indices.shape()).chain(&shape[axis + 1..]).copied();
@@ -206,17 +227,17 @@ pub(crate) fn infer(op: &Op, inputs: &[Tensor]) -> Inferred {
         Op::ScatterAdd { .. } => (inputs[2].shape().to_vec(), x.dtype()),
         Op::Tile(reps) => {
             same_rank("the repeat count", reps.len())?;
-            (shape.iter().zip(reps).map(|(d, r)| d.map(|d| d * r)).collect(), x.dtype())
+            (shape.iter().zip(reps).map(|(&d, &r)| scaled(d, r)).collect::<std::result::Result<_, _>>()?, x.dtype())
         }
         Op::Repeat { axis, repeats } => {
             axes_in_range(&[*axis], rank)?;
             let mut dims = shape.to_vec();
-            dims[*axis] = dims[*axis].map(|d| d * repeats);
+            dims[*axis] = scaled(dims[*axis], *repeats)?;
             (dims, x.dtype())
         }
         Op::OneHot { depth, dtype } => {
             if !matches!(x.dtype(), DType::I32 | DType::I64) {
-                return Err(format!("indices must be int32 or int64, got {}", x.dtype()));
+                return Err(format!("indices {} must be int32 or int64, got {}", x.describe(), x.dtype()));
             }
             let mut dims = shape.to_vec();
             dims.push(Some(*depth));

@@ -133,6 +133,24 @@ fn rewire(roots: &[Tensor], originals: &[Tensor], replacements: &[Tensor]) -> Re
     Ok(roots.iter().map(|root| rebuilt.get(&root.id()).cloned().unwrap_or_else(|| root.clone())).collect())
 }
 
+/// The most steps a loop (`map_fn`, `foldl`, `foldr`, `rnn`) is unrolled into: a loop is built
+/// as one subgraph per step, so a longer one would exhaust memory (or time) building the graph.
+pub(crate) const MAX_UNROLLED_STEPS: usize = 1 << 20;
+
+/// Refuses a loop of `steps` steps along `axis` of `x` that is too long to unroll.
+pub(crate) fn check_unrolled_steps(function: &str, x: &Tensor, axis: usize, steps: usize) -> Result<()> {
+    if steps <= MAX_UNROLLED_STEPS {
+        return Ok(());
+    }
+    Err(crate::Error::graph(
+        function,
+        format!(
+            "axis {axis} of {} has {steps} steps; loops are unrolled, into at most {MAX_UNROLLED_STEPS} steps",
+            x.describe()
+        ),
+    ))
+}
+
 /// Step `index` of a loop over `axis` of `x`: `x[.., index, ..]` with that axis removed.
 pub(crate) fn step_of(x: &Tensor, axis: usize, index: usize) -> Result<Tensor> {
     let mut ranges = vec![(0, None); axis + 1];
@@ -207,13 +225,21 @@ impl Expander for ExpandGradient {
     }
     fn expand(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let (forward, dy) = inputs.split_at(inputs.len() - 1);
-        let outputs = self.forward.expand(forward)?;
-        let grads = autodiff::vjp_of(&outputs[self.output], &dy[0], forward)?;
-        Ok(grads
+        // The derivative with respect to each input position on its own: the subgraph is built
+        // on a fresh leaf per position, then rewired to the inputs. Differentiating with respect
+        // to the inputs themselves would also follow the paths between them (one tensor given
+        // twice, as in `batch_dot(x, x)`, or one input computed from another), which the
+        // caller's pass follows again: those gradients came out doubled.
+        let leaves: Vec<Tensor> =
+            forward.iter().map(|t| source::placeholder(t.shape().to_vec(), t.dtype(), None)).collect();
+        let outputs = self.forward.expand(&leaves)?;
+        let grads = autodiff::vjp_of(&outputs[self.output], &dy[0], &leaves)?;
+        let grads: Vec<Tensor> = grads
             .into_iter()
             .zip(forward)
             .map(|(g, x)| g.unwrap_or_else(|| source::fill_like(0.0, x, x.dtype())))
-            .collect())
+            .collect();
+        rewire(&grads, &leaves, forward)
     }
 }
 
