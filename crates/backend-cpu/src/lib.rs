@@ -18,6 +18,7 @@
 //! every other kernel stays the one here.
 
 pub mod layout;
+mod recycle;
 pub mod ops;
 pub mod storage;
 

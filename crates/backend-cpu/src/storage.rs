@@ -12,7 +12,7 @@ use half::f16;
 use keras_backend_api::{BackendError, BufferId, DType};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::Result;
+use crate::{Result, recycle::Recycler};
 
 /// The elements of one buffer, typed. `Bool` is stored as `bool` (one byte, always 0 or 1).
 #[derive(Clone, Debug, PartialEq)]
@@ -176,14 +176,19 @@ type Slot = Arc<RwLock<CpuStorage>>;
 /// Each buffer has its own read-write lock, so kernels on different outputs run concurrently.
 /// A kernel locks every buffer it touches in ascending handle order, which rules out deadlock
 /// between two kernels that read each other's outputs.
+///
+/// Freed buffers go to a recycler (`recycle.rs`) and are handed out again by later allocations of the same
+/// dtype and length, content unspecified as the contract allows.
 #[derive(Default)]
 pub struct BufferStore {
     slots: RwLock<HashMap<u64, Slot>>,
     next_id: AtomicU64,
+    recycler: Recycler,
 }
 
 impl BufferStore {
-    /// Allocates a zeroed buffer.
+    /// Allocates a buffer of `len` elements of `dtype`: a freed one of that size when one is
+    /// kept (its content unspecified, as the contract allows), else zeros.
     pub fn alloc(&self, dtype: DType, len: usize) -> Result<BufferId> {
         if len.checked_mul(dtype.size_in_bytes()).is_none_or(|bytes| bytes > isize::MAX as usize) {
             return Err(BackendError::new(
@@ -191,23 +196,39 @@ impl BufferStore {
                 format!("alloc: {len} elements of {dtype} do not fit in memory"),
             ));
         }
-        let storage = CpuStorage::try_zeros(dtype, len).ok_or_else(|| {
-            BackendError::new(
-                keras_backend_api::ErrorKind::OutOfMemory,
-                format!("alloc: {len} elements of {dtype} ({} bytes): out of memory", len * dtype.size_in_bytes()),
-            )
-        })?;
+        let storage = match self.recycler.take(dtype, len) {
+            Some(storage) => storage,
+            None => CpuStorage::try_zeros(dtype, len).ok_or_else(|| {
+                self.recycler.give(dtype, len, None);
+                BackendError::new(
+                    keras_backend_api::ErrorKind::OutOfMemory,
+                    format!("alloc: {len} elements of {dtype} ({} bytes): out of memory", len * dtype.size_in_bytes()),
+                )
+            })?,
+        };
+        #[cfg(debug_assertions)]
+        let storage = poisoned(storage);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.slots.write().insert(id, Arc::new(RwLock::new(storage)));
         Ok(BufferId(id))
     }
 
-    /// Removes a buffer; its memory goes when the last kernel using it finishes.
+    /// Removes a buffer; its memory is kept for reuse or freed when the last kernel using it
+    /// finishes.
     pub fn free(&self, id: BufferId) -> Result<()> {
-        match self.slots.write().remove(&id.0) {
-            Some(_) => Ok(()),
-            None => Err(unknown(id, "free")),
-        }
+        let slot = self.slots.write().remove(&id.0).ok_or_else(|| unknown(id, "free"))?;
+        let (dtype, len) = {
+            let storage = slot.read();
+            (storage.dtype(), storage.len())
+        };
+        // A kernel that still holds the slot drops the storage when it ends.
+        self.recycler.give(dtype, len, Arc::try_unwrap(slot).ok().map(RwLock::into_inner));
+        Ok(())
+    }
+
+    /// Bytes of freed buffers held for reuse (at most the peak of live bytes so far).
+    pub fn recycled_bytes(&self) -> usize {
+        self.recycler.held_bytes()
     }
 
     /// Number of live buffers.
@@ -293,6 +314,23 @@ impl BufferStore {
     }
 }
 
+/// `storage` with every element set to a value no kernel computes by chance (NaN, the most
+/// negative integer, `true`): debug builds hand out buffers so that a kernel relying on zeroed
+/// memory, which the contract does not promise, fails the tests.
+#[cfg(debug_assertions)]
+fn poisoned(mut storage: CpuStorage) -> CpuStorage {
+    match &mut storage {
+        CpuStorage::F16(v) => v.fill(f16::NAN),
+        CpuStorage::F32(v) => v.fill(f32::NAN),
+        CpuStorage::F64(v) => v.fill(f64::NAN),
+        CpuStorage::I32(v) => v.fill(i32::MIN),
+        CpuStorage::I64(v) => v.fill(i64::MIN),
+        CpuStorage::U8(v) => v.fill(0xA5),
+        CpuStorage::Bool(v) => v.fill(true),
+    }
+    storage
+}
+
 fn unknown(id: BufferId, kernel: &str) -> BackendError {
     BackendError::invalid(format!("{kernel}: unknown buffer handle {} (never allocated, or already freed)", id.0))
 }
@@ -367,7 +405,7 @@ mod tests {
         assert!(error.message.contains("out of memory"), "{}", error.message);
         assert_eq!(store.len(), 0);
         let id = store.alloc(DType::Bool, 3).unwrap();
-        assert_eq!(store.with_buffer("t", id, |s| Ok(s.clone())).unwrap(), CpuStorage::Bool(vec![false; 3]));
+        assert_eq!(store.with_buffer("t", id, |s| Ok(s.len())).unwrap(), 3);
         assert_eq!(CpuStorage::try_zeros(DType::F16, 0), Some(CpuStorage::zeros(DType::F16, 0)));
     }
 
