@@ -489,21 +489,30 @@ fn wrong_dtype(kernel: &str, name: &str, got: DType, want: DType) -> BackendErro
 
 /// `dst[i] = f(src[i])`, on rayon's pool when large.
 pub fn map_into<T: Copy + Sync, U: Send>(src: &[T], dst: &mut [U], f: impl Fn(T) -> U + Sync) {
-    let body = |(d, s): (&mut [U], &[T])| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s));
+    map_slices_into(src, dst, |s, d| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
+}
+
+/// `f(src, dst)` on matching chunks of the two slices (of equal length), on rayon's pool when
+/// large: for kernels that are vectorised over a whole slice.
+pub fn map_slices_into<T: Sync, U: Send>(src: &[T], dst: &mut [U], f: impl Fn(&[T], &mut [U]) + Sync) {
     if dst.len() > PAR_THRESHOLD {
-        dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(body);
+        dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| f(s, d));
     } else {
-        body((dst, src));
+        f(src, dst);
     }
 }
 
 /// `dst[i] = f(dst[i])`, on rayon's pool when large.
 pub fn map_in_place<T: Copy + Send>(dst: &mut [T], f: impl Fn(T) -> T + Sync) {
-    let body = |d: &mut [T]| d.iter_mut().for_each(|d| *d = f(*d));
+    map_slices_in_place(dst, |d| d.iter_mut().for_each(|d| *d = f(*d)));
+}
+
+/// `f(chunk)` on chunks of `dst`, on rayon's pool when large.
+pub fn map_slices_in_place<T: Send>(dst: &mut [T], f: impl Fn(&mut [T]) + Sync) {
     if dst.len() > PAR_THRESHOLD {
-        dst.par_chunks_mut(CHUNK).for_each(body);
+        dst.par_chunks_mut(CHUNK).for_each(|chunk| f(chunk));
     } else {
-        body(dst);
+        f(dst);
     }
 }
 

@@ -10,9 +10,10 @@ use keras_backend_api::{BackendError, BinaryOp, DType, UnaryOp, shape};
 use rayon::prelude::*;
 
 use super::element::{
-    CHUNK, Element, Float, Number, PAR_THRESHOLD, for_dtype, for_each_row, map_in_place, map_into, narrow_f16, view,
-    view_mut, widen_f16,
+    CHUNK, Element, Float, Number, PAR_THRESHOLD, for_dtype, for_each_row, map_in_place, map_into, map_slices_in_place,
+    map_slices_into, narrow_f16, view, view_mut, widen_f16,
 };
+use super::vmath;
 use super::{Tensor, TensorMut};
 use crate::{CpuStorage, Result, layout::broadcast_strides, with_storage};
 
@@ -46,11 +47,11 @@ pub fn unary(op: UnaryOp, x: Tensor<'_>, out: TensorMut<'_>) -> Result<()> {
             let o = view_mut::<f16>(out.data, &kernel, "out")?;
             let wide = widen_f16(xs);
             let mut result = vec![0f32; wide.len()];
-            float_unary(op, Some(&wide), &mut result, &kernel)?;
+            f32_unary(op, Some(&wide), &mut result, &kernel)?;
             narrow_f16(&result, o);
             Ok(())
         }
-        CpuStorage::F32(xs) => float_unary(op, Some(xs), view_mut(out.data, &kernel, "out")?, &kernel),
+        CpuStorage::F32(xs) => f32_unary(op, Some(xs), view_mut(out.data, &kernel, "out")?, &kernel),
         CpuStorage::F64(xs) => float_unary(op, Some(xs), view_mut(out.data, &kernel, "out")?, &kernel),
         CpuStorage::I32(xs) => int_unary(op, Some(xs), view_mut(out.data, &kernel, "out")?, &kernel),
         CpuStorage::I64(xs) => int_unary(op, Some(xs), view_mut(out.data, &kernel, "out")?, &kernel),
@@ -65,11 +66,11 @@ pub fn unary_in_place(op: UnaryOp, out: TensorMut<'_>) -> Result<()> {
     match out.data {
         CpuStorage::F16(o) => {
             let mut wide = widen_f16(o);
-            float_unary(op, None, &mut wide, &kernel)?;
+            f32_unary(op, None, &mut wide, &kernel)?;
             narrow_f16(&wide, o);
             Ok(())
         }
-        CpuStorage::F32(o) => float_unary(op, None, o, &kernel),
+        CpuStorage::F32(o) => f32_unary(op, None, o, &kernel),
         CpuStorage::F64(o) => float_unary(op, None, o, &kernel),
         CpuStorage::I32(o) => int_unary(op, None, o, &kernel),
         CpuStorage::I64(o) => int_unary(op, None, o, &kernel),
@@ -89,6 +90,16 @@ fn apply_unary<T: Copy + Send + Sync>(src: Option<&[T]>, dst: &mut [T], f: impl 
 #[cold]
 fn unary_dtype_error(kernel: &str, dtype: DType) -> BackendError {
     BackendError::invalid(format!("{kernel}: not defined for {dtype} tensors"))
+}
+
+/// [`float_unary`] for `f32`, through the vectorised kernels of [`vmath`] where there is one.
+fn f32_unary(op: UnaryOp, src: Option<&[f32]>, dst: &mut [f32], kernel: &str) -> Result<()> {
+    match (op, src) {
+        (UnaryOp::Exp, Some(src)) => map_slices_into(src, dst, vmath::exp_f32_into),
+        (UnaryOp::Exp, None) => map_slices_in_place(dst, vmath::exp_f32_in_place),
+        _ => return float_unary(op, src, dst, kernel),
+    }
+    Ok(())
 }
 
 fn float_unary<T: Float>(op: UnaryOp, src: Option<&[T]>, dst: &mut [T], kernel: &str) -> Result<()> {

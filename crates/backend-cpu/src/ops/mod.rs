@@ -11,6 +11,7 @@ pub mod movement;
 pub mod pool;
 pub mod random;
 pub mod reduce;
+pub mod vmath;
 pub mod window;
 
 use crate::CpuStorage;
