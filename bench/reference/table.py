@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""The comparison table of bench/compare.sh (standard library only).
+
+    table.py annotate KEY=VALUE...        copies JSON lines from stdin to stdout, adding fields
+    table.py render RUN.jsonl [--notes NOTES.txt] [--md OUT.md] [--title TEXT]
+
+`render` prints a Markdown table, one row per (workload, ordering, threads), one column per
+side: ours (`cpu`, `blas`) and each reference, each cell the median time of one call and its
+rate; the last column is the best reference's median time over our `cpu` backend's (above 1:
+ours is faster) and names that reference. A side with no row for a case shows "-".
+"""
+
+import argparse
+import json
+import math
+import sys
+
+WORKLOADS = [
+    "matmul-1024",
+    "matmul-2048",
+    "conv2d-fwd",
+    "conv2d-bwd",
+    "mlp-train-step",
+    "cnn-train-step",
+    "exp-16m",
+    "fma-16m",
+    "dispatch",
+]
+OURS = ["cpu", "blas"]
+REFERENCES = ["numpy-env", "numpy-unset", "jax", "tensorflow", "keras3-jax", "keras3-tf"]
+
+
+def annotate(pairs):
+    extra = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[key] = value
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            print(line, file=sys.stderr)  # not a row: pass it on as a note
+            continue
+        if isinstance(row, dict):
+            row.update(extra)
+            print(json.dumps(row), flush=True)
+
+
+def column_of(row):
+    return row.get("tag") or row.get("backend")
+
+
+def fmt_time(s):
+    if s is None or not math.isfinite(s):
+        return "-"
+    if s >= 1.0:
+        return f"{s:.3f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3g} ms" if s < 0.1 else f"{s * 1e3:.0f} ms"
+    return f"{s * 1e6:.3g} µs"
+
+
+def fmt_rate(r):
+    if r is None or not math.isfinite(r):
+        return "-"
+    if r >= 100:
+        return f"{r:.0f}"
+    if r >= 10:
+        return f"{r:.1f}"
+    return f"{r:.2f}"
+
+
+def header_of(column, rows):
+    if column in OURS:
+        return f"ours {column}"
+    if column.startswith("numpy-"):
+        archs = sorted({r.get("architecture", "?") for r in rows if column_of(r) == column})
+        arch = "/".join(archs) if archs else "?"
+        return f"numpy ({arch})" if column == "numpy-env" else f"numpy ({arch}, unset)"
+    return column
+
+
+def render(path, notes_path, md_path, title):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    columns = OURS + REFERENCES
+    extra = sorted({column_of(r) for r in rows} - set(columns))
+    columns += extra
+    cells = {}
+    for row in rows:
+        threads = row.get("pinned_threads", row.get("threads"))
+        cells[(row["workload"], row.get("ordering"), threads, column_of(row))] = row
+    keys = sorted(
+        {(w, o, t) for (w, o, t, _) in cells},
+        key=lambda k: (k[2] if k[2] is not None else 0, WORKLOADS.index(k[0]) if k[0] in WORKLOADS else 99,
+                       k[1] or ""),
+    )
+    present = [c for c in columns if any(column_of(r) == c for r in rows)]
+    missing = [c for c in columns if c not in present]
+    headers = {c: header_of(c, rows) for c in columns}
+
+    out = []
+    if title:
+        out += [f"## {title}", ""]
+    out.append("Each cell: median time of one call · rate (unit column; for ns/op lower is better). "
+               "Last column: best reference time / ours cpu time (>1: ours cpu is faster).")
+    out.append("")
+    head = ["workload", "ord", "thr", "unit"] + [headers[c] for c in columns] + ["cpu vs best reference"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join(["---"] * 4 + ["---:"] * (len(columns) + 1)) + "|")
+    for workload, ordering, threads in keys:
+        unit = next((cells[(workload, ordering, threads, c)]["rate_unit"] for c in columns
+                     if (workload, ordering, threads, c) in cells), "-")
+        line = [workload, ordering or "", str(threads), unit]
+        for c in columns:
+            row = cells.get((workload, ordering, threads, c))
+            line.append("-" if row is None else f"{fmt_time(row['median_s'])} · {fmt_rate(row['rate'])}")
+        cpu = cells.get((workload, ordering, threads, "cpu"))
+        refs = [(cells[(workload, ordering, threads, c)]["median_s"], c) for c in REFERENCES + extra
+                if (workload, ordering, threads, c) in cells]
+        refs = [(t, c) for t, c in refs if t is not None and math.isfinite(t)]
+        if cpu is None or not refs:
+            line.append("-")
+        else:
+            best_t, best_c = min(refs)
+            line.append(f"{best_t / cpu['median_s']:.2f}× ({headers[best_c]})")
+        out.append("| " + " | ".join(line) + " |")
+
+    out.append("")
+    out.append("Columns (library; device line as each run reported it, per thread count):")
+    out.append("")
+    for c in present:
+        devices = []
+        for row in rows:
+            if column_of(row) == c:
+                threads = row.get("pinned_threads", row.get("threads"))
+                item = f"{threads} thr: {row.get('device')}"
+                if item not in devices:
+                    devices.append(item)
+        library = next((r.get("library") for r in rows if column_of(r) == c), None) or "built-in"
+        out.append(f"* {headers[c]}: {library}; " + " | ".join(devices))
+    row_notes = {}
+    for row in rows:
+        if row.get("notes"):
+            case = row["workload"] + (f":{row['ordering']}" if row.get("ordering") else "")
+            cases = row_notes.setdefault((column_of(row), row["notes"]), [])
+            if case not in cases:
+                cases.append(case)
+    if row_notes:
+        out.append("")
+        out.append("Row notes:")
+        out.append("")
+        for (c, text), cases in row_notes.items():
+            out.append(f"* {headers[c]} {', '.join(cases)}: {text}")
+    if missing:
+        out.append("")
+        out.append("No rows from: " + ", ".join(headers[c] for c in missing) + " (columns shown as \"-\").")
+    if notes_path:
+        try:
+            with open(notes_path) as f:
+                notes = [n.rstrip() for n in f if n.strip()]
+        except OSError:
+            notes = []
+        if notes:
+            out.append("")
+            out.append("Notes from the run:")
+            out.append("")
+            out += [f"* {n}" for n in notes]
+    text = "\n".join(out) + "\n"
+    sys.stdout.write(text)
+    if md_path:
+        with open(md_path, "w") as f:
+            f.write(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("annotate")
+    a.add_argument("pairs", nargs="*")
+    r = sub.add_parser("render")
+    r.add_argument("jsonl")
+    r.add_argument("--notes")
+    r.add_argument("--md")
+    r.add_argument("--title")
+    args = parser.parse_args()
+    if args.command == "annotate":
+        annotate(args.pairs)
+    else:
+        render(args.jsonl, args.notes, args.md, args.title)
+
+
+if __name__ == "__main__":
+    main()
