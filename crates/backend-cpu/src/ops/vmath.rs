@@ -21,8 +21,14 @@ pub fn exp_f32(x: f32) -> f32 {
     const MAX_INPUT: f32 = 88.722_84;
     const MIN_INPUT: f32 = -103.972_08;
 
+    // Rounding to the nearest integer by adding 1.5·2^23: the FPU rounds, and the integer is
+    // in the low mantissa bits. Unlike `as i32` (saturating, which the compiler cannot
+    // vectorise) this stays in vector registers; a NaN gives garbage bits here and is
+    // restored by the last select.
+    const ROUNDER: f32 = 12_582_912.0;
     let clamped = x.clamp(MIN_INPUT, MAX_INPUT);
-    let n = (clamped * LOG2_E).round_ties_even();
+    let shifted = clamped.mul_add(LOG2_E, ROUNDER);
+    let n = shifted - ROUNDER;
     let r = (clamped - n * LN2_HI) - n * LN2_LO;
     let r2 = r * r;
     let p = 1.987_569_1e-4_f32;
@@ -34,11 +40,11 @@ pub fn exp_f32(x: f32) -> f32 {
     let er = p.mul_add(r2, r) + 1.0;
     // 2^n = 2^a · 2^b with a = n/2 rounded down and b = n - a, each a normal float for
     // n in [-150, 128].
-    let n = n as i32;
+    let n = shifted.to_bits().wrapping_sub(ROUNDER.to_bits()) as i32;
     let a = n >> 1;
-    let b = n - a;
-    let scale_a = f32::from_bits(((a + 127) as u32) << 23);
-    let scale_b = f32::from_bits(((b + 127) as u32) << 23);
+    let b = n.wrapping_sub(a);
+    let scale_a = f32::from_bits((a.wrapping_add(127) as u32) << 23);
+    let scale_b = f32::from_bits((b.wrapping_add(127) as u32) << 23);
     let y = er * scale_a * scale_b;
     let y = if x > MAX_INPUT { f32::INFINITY } else { y };
     let y = if x < MIN_INPUT { 0.0 } else { y };
