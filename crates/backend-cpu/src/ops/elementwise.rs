@@ -428,8 +428,18 @@ pub fn select(cond: Tensor<'_>, on_true: Tensor<'_>, on_false: Tensor<'_>, out: 
             broadcast_strides(on_false.shape, out_shape),
         ];
         for_each_row(out_shape, strides, o, |row, [oc, ot, of], [sc, st, sf]| {
-            for (j, r) in row.iter_mut().enumerate() {
-                *r = if c[oc + j * sc] { tv[ot + j * st] } else { fv[of + j * sf] };
+            let n = row.len();
+            // The contiguous and splatted cases (relu and its gradient select against a scalar
+            // zero) as plain zips, which vectorise; anything else by index.
+            let pick = |c: bool, t: T, f: T| if c { t } else { f };
+            match (sc, st, sf) {
+                (1, 1, 1) => row.iter_mut().zip(&c[oc..oc + n]).zip(&tv[ot..ot + n]).zip(&fv[of..of + n])
+                    .for_each(|(((r, &c), &t), &f)| *r = pick(c, t, f)),
+                (1, 0, 1) => row.iter_mut().zip(&c[oc..oc + n]).zip(&fv[of..of + n])
+                    .for_each(|((r, &c), &f)| *r = pick(c, tv[ot], f)),
+                (1, 1, 0) => row.iter_mut().zip(&c[oc..oc + n]).zip(&tv[ot..ot + n])
+                    .for_each(|((r, &c), &t)| *r = pick(c, t, fv[of])),
+                _ => row.iter_mut().enumerate().for_each(|(j, r)| *r = pick(c[oc + j * sc], tv[ot + j * st], fv[of + j * sf])),
             }
         });
     });
