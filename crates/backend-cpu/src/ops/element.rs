@@ -510,7 +510,7 @@ pub fn map_in_place<T: Copy + Send>(dst: &mut [T], f: impl Fn(T) -> T + Sync) {
 /// `f(chunk)` on chunks of `dst`, on rayon's pool when large.
 pub fn map_slices_in_place<T: Send>(dst: &mut [T], f: impl Fn(&mut [T]) + Sync) {
     if dst.len() > PAR_THRESHOLD {
-        dst.par_chunks_mut(CHUNK).for_each(|chunk| f(chunk));
+        dst.par_chunks_mut(CHUNK).for_each(&f);
     } else {
         f(dst);
     }

@@ -36,7 +36,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = p.mul_add(r, 8.333_452e-3);
     let p = p.mul_add(r, 4.166_579_6e-2);
     let p = p.mul_add(r, 1.666_666_5e-1);
-    let p = p.mul_add(r, 5.000_000_1e-1);
+    let p = p.mul_add(r, 0.5);
     let er = p.mul_add(r2, r) + 1.0;
     // 2^n = 2^a · 2^b with a = n/2 rounded down and b = n - a, each a normal float for
     // n in [-150, 128].
