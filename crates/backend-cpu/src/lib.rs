@@ -18,8 +18,8 @@
 //! every other kernel stays the one here.
 
 pub mod layout;
-mod recycle;
 pub mod ops;
+mod recycle;
 pub mod storage;
 
 use abi_stable::std_types::{RResult, RSlice, RSliceMut, RString, RVec};
