@@ -15,17 +15,7 @@ import json
 import math
 import sys
 
-WORKLOADS = [
-    "matmul-1024",
-    "matmul-2048",
-    "conv2d-fwd",
-    "conv2d-bwd",
-    "mlp-train-step",
-    "cnn-train-step",
-    "exp-16m",
-    "fma-16m",
-    "dispatch",
-]
+from common import WORKLOADS  # standard library only: no framework needed to print the table
 OURS = ["cpu", "blas"]
 REFERENCES = ["numpy-env", "numpy-unset", "jax", "tensorflow", "keras3-jax", "keras3-tf"]
 

@@ -20,6 +20,20 @@ pub fn target_dir() -> PathBuf {
     deps.parent().expect("the deps folder has a parent").to_path_buf()
 }
 
+/// Every backend a cross-backend test runs on: the built-in `cpu`, then each workspace plugin
+/// library that is built (`libkeras_backend_cpu.so`, `libkeras_backend_blas.so`).
+pub fn backends_found() -> Vec<keras::Backend> {
+    let mut list = vec![keras::registry::load_in("cpu", &[]).expect("the built-in cpu backend loads")];
+    for name in ["cpu", "blas"] {
+        let path = target_dir().join(keras::registry::library_file_name(name));
+        if path.is_file() {
+            let spec = path.to_str().expect("the target folder's path is UTF-8");
+            list.push(keras::registry::load(spec).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+        }
+    }
+    list
+}
+
 /// `target_dir()/relative`, which must exist: else the test fails saying how to build it.
 pub fn artifact(relative: impl AsRef<Path>) -> PathBuf {
     let path = target_dir().join(relative);

@@ -37,14 +37,7 @@ const _: () = {
 
 /// The built-in `cpu`, then each workspace plugin library that is built (`cpu`, `blas`).
 fn backends() -> Vec<Backend> {
-    let mut list = vec![registry::load_in("cpu", &[]).unwrap()];
-    for name in ["cpu", "blas"] {
-        let path = keras_tests::target_dir().join(registry::library_file_name(name));
-        if path.is_file() {
-            list.push(registry::load(path.to_str().unwrap()).unwrap());
-        }
-    }
-    list
+    keras_tests::backends_found()
 }
 
 /// Deterministic, irregular values.

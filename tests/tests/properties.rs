@@ -9,23 +9,13 @@ use std::sync::OnceLock;
 use keras::{
     Array, Backend,
     backend::{self as K, DType, Tensor},
-    registry,
 };
 use proptest::prelude::*;
 
 /// Every backend found: the built-in one, then the workspace plugins that are built.
 fn backends() -> &'static [Backend] {
     static BACKENDS: OnceLock<Vec<Backend>> = OnceLock::new();
-    BACKENDS.get_or_init(|| {
-        let mut list = vec![registry::load_in("cpu", &[]).unwrap()];
-        for name in ["cpu", "blas"] {
-            let path = keras_tests::target_dir().join(registry::library_file_name(name));
-            if path.is_file() {
-                list.push(registry::load(path.to_str().unwrap()).unwrap());
-            }
-        }
-        list
-    })
+    BACKENDS.get_or_init(keras_tests::backends_found)
 }
 
 /// Runs `outputs` of `inputs` fed `feeds` on `backend`.
