@@ -110,6 +110,19 @@ def glorot_limit(fan_in, fan_out):
     return (6.0 / (fan_in + fan_out)) ** 0.5
 
 
+def conv_operands(rng, ordering):
+    """The conv2d workloads' input and Glorot-uniform kernel as host arrays: NHWC/HWIO for
+    `tf`, NCHW/OIHW for `th` (workloads.rs `conv2d`)."""
+    batch, rows, cols, cin, cout, k = CONV
+    if ordering == "tf":
+        x_shape, k_shape = (batch, rows, cols, cin), (k, k, cin, cout)
+    else:
+        x_shape, k_shape = (batch, cin, rows, cols), (cout, cin, k, k)
+    x = uniform(rng, x_shape, 1.0)
+    kernel = uniform(rng, k_shape, glorot_limit(cin * k * k, cout * k * k))
+    return x, kernel
+
+
 def train_batch(rng, shape, classes=10):
     """A batch of inputs in [0, 1) and one-hot targets, as host (NumPy) arrays."""
     import numpy as np

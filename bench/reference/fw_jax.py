@@ -33,17 +33,6 @@ def info(threads):
     }
 
 
-def conv_operands(rng, ordering):
-    batch, rows, cols, cin, cout, k = common.CONV
-    if ordering == "tf":
-        x_shape, k_shape = (batch, rows, cols, cin), (k, k, cin, cout)
-    else:
-        x_shape, k_shape = (batch, cin, rows, cols), (cout, cin, k, k)
-    x = common.uniform(rng, x_shape, 1.0)
-    kernel = common.uniform(rng, k_shape, common.glorot_limit(cin * k * k, cout * k * k))
-    return x, kernel
-
-
 def glorot(rng, shape, fan_in, fan_out):
     return jnp.asarray(common.uniform(rng, shape, common.glorot_limit(fan_in, fan_out)))
 
@@ -80,7 +69,7 @@ def prepare(workload, ordering):
         f = jax.jit(jnp.matmul)
         return lambda: f(a, b).block_until_ready()
     if workload.startswith("conv2d-"):
-        x, kernel = (jnp.asarray(v) for v in conv_operands(rng, ordering))
+        x, kernel = (jnp.asarray(v) for v in common.conv_operands(rng, ordering))
 
         def conv(x, kernel):
             return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=CONV_DIMS[ordering])

@@ -63,17 +63,6 @@ def conv_fn(ordering):
     return conv
 
 
-def conv_operands(rng, ordering):
-    batch, rows, cols, cin, cout, k = common.CONV
-    if ordering == "tf":
-        x_shape, k_shape = (batch, rows, cols, cin), (k, k, cin, cout)
-    else:
-        x_shape, k_shape = (batch, cin, rows, cols), (cout, cin, k, k)
-    x = tf.constant(common.uniform(rng, x_shape, 1.0))
-    kernel = tf.constant(common.uniform(rng, k_shape, common.glorot_limit(cin * k * k, cout * k * k)))
-    return x, kernel
-
-
 def glorot(rng, shape, fan_in, fan_out):
     return tf.Variable(common.uniform(rng, shape, common.glorot_limit(fan_in, fan_out)))
 
@@ -101,7 +90,7 @@ def prepare(workload, ordering):
         f = function(tf.linalg.matmul)
         return lambda: f(a, b)
     if workload.startswith("conv2d-"):
-        x, kernel = conv_operands(rng, ordering)
+        x, kernel = (tf.constant(v) for v in common.conv_operands(rng, ordering))
         conv = conv_fn(ordering)
         if workload == "conv2d-fwd":
             f = function(conv)
