@@ -23,7 +23,7 @@ use std::ops::Range;
 use keras_backend_api::{BackendError, ConvParams, Layout};
 use rayon::prelude::*;
 
-use super::element::Float;
+use super::element::{Float, several_threads};
 use super::matmul::{GemmEngine, GemmScalar, MatView, gemm};
 use super::window::{Window, fmt_shape, with_float_triple};
 use super::{Tensor, TensorMut};
@@ -515,7 +515,7 @@ impl ConvGeometry {
             scratch.resize(len, T::ZERO);
         }
         let patches = &mut scratch[..len];
-        let parallel = len >= PARALLEL_FILL;
+        let parallel = len >= PARALLEL_FILL && several_threads();
         match self.layout {
             Layout::ChannelsFirst => {
                 // Row (c, tap) holds what that tap of channel c reads at each position.
@@ -591,7 +591,7 @@ impl ConvGeometry {
                         });
                     }
                 };
-                if patches.len() >= PARALLEL_FILL {
+                if patches.len() >= PARALLEL_FILL && several_threads() {
                     planes.par_chunks_mut(plane_len).zip(patches.par_chunks(taps * n)).for_each(scatter);
                 } else {
                     planes.chunks_mut(plane_len).zip(patches.chunks(taps * n)).for_each(scatter);

@@ -18,6 +18,26 @@ use crate::{CpuStorage, Result, layout::StridedIndex};
 /// Element count above which element-wise and reduction kernels use rayon's pool.
 pub const PAR_THRESHOLD: usize = 1 << 15;
 
+/// `true` when rayon's pool has more than one thread. With a single thread, a parallel
+/// iterator started outside the pool still hands its first split to the one worker and sleeps
+/// until that finishes: a cross-thread wake-up per kernel call, with nothing gained. The
+/// kernels ask this before splitting, so that on one thread everything runs on the caller.
+pub fn several_threads() -> bool {
+    rayon::current_num_threads() > 1
+}
+
+/// Items per rayon task, for `with_min_len`: `per_task` on a pool of [`several_threads`],
+/// else all of them in one task, which rayon then runs on the calling thread.
+pub fn min_per_task(per_task: usize) -> usize {
+    if several_threads() { per_task } else { usize::MAX }
+}
+
+/// `true` when `len` elements are worth spreading over rayon's pool: more than
+/// [`PAR_THRESHOLD`], and a pool of [`several_threads`].
+pub fn worth_splitting(len: usize) -> bool {
+    len > PAR_THRESHOLD && several_threads()
+}
+
 /// Elements per rayon task in the contiguous element-wise loops.
 pub const CHUNK: usize = 1 << 14;
 
@@ -495,7 +515,7 @@ pub fn map_into<T: Copy + Sync, U: Send>(src: &[T], dst: &mut [U], f: impl Fn(T)
 /// `f(src, dst)` on matching chunks of the two slices (of equal length), on rayon's pool when
 /// large: for kernels that are vectorised over a whole slice.
 pub fn map_slices_into<T: Sync, U: Send>(src: &[T], dst: &mut [U], f: impl Fn(&[T], &mut [U]) + Sync) {
-    if dst.len() > PAR_THRESHOLD {
+    if worth_splitting(dst.len()) {
         dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| f(s, d));
     } else {
         f(src, dst);
@@ -509,7 +529,7 @@ pub fn map_in_place<T: Copy + Send>(dst: &mut [T], f: impl Fn(T) -> T + Sync) {
 
 /// `f(chunk)` on chunks of `dst`, on rayon's pool when large.
 pub fn map_slices_in_place<T: Send>(dst: &mut [T], f: impl Fn(&mut [T]) + Sync) {
-    if dst.len() > PAR_THRESHOLD {
+    if worth_splitting(dst.len()) {
         dst.par_chunks_mut(CHUNK).for_each(&f);
     } else {
         f(dst);
@@ -591,7 +611,7 @@ pub fn for_each_row<U: Send, const N: usize>(
     let inner = shape[rank - 1];
     let steps: [usize; N] = std::array::from_fn(|k| strides[k][rank - 1] as usize);
     if rank == 1 {
-        if total > PAR_THRESHOLD {
+        if worth_splitting(total) {
             out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
                 row(chunk, std::array::from_fn(|k| c * CHUNK * steps[k]), steps);
             });
@@ -602,7 +622,7 @@ pub fn for_each_row<U: Send, const N: usize>(
     }
     // Split the outer axes at `split`: each of the `blocks` leading indices is an independent
     // task, walked inside with StridedIndex over the axes between `split` and the last.
-    let split = if total > PAR_THRESHOLD {
+    let split = if worth_splitting(total) {
         (1..rank).find(|&k| shape[..k].iter().product::<usize>() >= 64).unwrap_or(rank - 1)
     } else {
         0
@@ -616,7 +636,7 @@ pub fn for_each_row<U: Send, const N: usize>(
         });
         for out_row in block.chunks_mut(inner) {
             let offsets: [usize; N] = std::array::from_fn(|k| walkers[k].next().unwrap_or(0));
-            if inner > PAR_THRESHOLD {
+            if worth_splitting(inner) {
                 // Few long rows (a [2, 1e6] output): split each row too.
                 out_row.par_chunks_mut(CHUNK).enumerate().for_each(|(c, piece)| {
                     row(piece, std::array::from_fn(|k| offsets[k] + c * CHUNK * steps[k]), steps);

@@ -10,8 +10,8 @@ use keras_backend_api::{BackendError, BinaryOp, DType, UnaryOp, shape};
 use rayon::prelude::*;
 
 use super::element::{
-    CHUNK, Element, Float, Number, PAR_THRESHOLD, for_dtype, for_each_row, map_in_place, map_into, map_slices_in_place,
-    map_slices_into, narrow_f16, view, view_mut, widen_f16,
+    CHUNK, Element, Float, Number, for_dtype, for_each_row, map_in_place, map_into, map_slices_in_place,
+    map_slices_into, narrow_f16, view, view_mut, widen_f16, worth_splitting,
 };
 use super::vmath;
 use super::{Tensor, TensorMut};
@@ -26,7 +26,7 @@ pub fn fill(out: TensorMut<'_>, value: f64) -> Result<()> {
 
 fn fill_typed<T: Element>(out: &mut [T], value: f64) {
     let v = T::from_f64(value);
-    if out.len() > PAR_THRESHOLD {
+    if worth_splitting(out.len()) {
         out.par_chunks_mut(CHUNK).for_each(|c| c.fill(v));
     } else {
         out.fill(v);

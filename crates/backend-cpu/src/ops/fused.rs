@@ -6,7 +6,7 @@
 use keras_backend_api::{BackendError, DType, shape};
 use rayon::prelude::*;
 
-use super::element::{Float, PAR_THRESHOLD, for_each_row, view, view_mut};
+use super::element::{Float, for_each_row, view, view_mut, worth_splitting};
 use super::{Tensor, TensorMut};
 use crate::{CpuStorage, Result, layout::broadcast_strides, storage::unsupported_dtype};
 
@@ -46,7 +46,7 @@ fn softmax_typed<T: Float>(x: &[T], n: usize, inner: usize, log: bool, out: &mut
     if out.is_empty() {
         return;
     }
-    let parallel = x.len() > PAR_THRESHOLD;
+    let parallel = worth_splitting(x.len());
     if inner == 1 {
         let body = |(o, row): (&mut [T], &[T])| softmax_row(row, log, o);
         if parallel {

@@ -8,6 +8,7 @@
 use keras_backend_api::{BackendError, shape};
 use rayon::prelude::*;
 
+use super::element::several_threads;
 use super::{Tensor, TensorMut};
 use crate::{
     CpuStorage, Result,
@@ -217,7 +218,7 @@ pub fn gemm<T: GemmScalar>(
 fn rust_gemm<T: GemmScalar>(problem: GemmProblem<'_, T>) {
     let GemmProblem { lhs, rhs, dst, dst_row_stride, accumulate } = problem;
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_WORK && rayon::current_num_threads() > 1 {
+    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_WORK && several_threads() {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
@@ -364,7 +365,7 @@ impl BatchedProblem {
         };
         let pairs = self.a_offsets.iter().zip(&self.b_offsets);
         let work = m.saturating_mul(n).saturating_mul(self.k);
-        if work < PARALLEL_WORK && work.saturating_mul(batches) >= PARALLEL_WORK {
+        if work < PARALLEL_WORK && work.saturating_mul(batches) >= PARALLEL_WORK && several_threads() {
             // Each GEMM is too small to parallelise internally, but together they are worth
             // spreading over the pool.
             let pairs: Vec<_> = pairs.collect();

@@ -14,7 +14,7 @@ use std::ops::Range;
 use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams};
 use rayon::prelude::*;
 
-use super::element::Float;
+use super::element::{Float, min_per_task};
 use super::window::{Window, beats, fmt_shape, with_float_triple};
 use super::{Tensor, TensorMut};
 use crate::{Result, with_float_pair};
@@ -136,26 +136,28 @@ fn pool_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [T]
     match geo.layout {
         Layout::ChannelsFirst => {
             let planes_per_task = (MIN_TASK_ELEMENTS / out_len).max(1);
-            y.par_chunks_mut(out_len).zip(x.par_chunks(in_len)).with_min_len(planes_per_task).for_each(|(y, x)| {
-                for (p, y) in y.iter_mut().enumerate() {
-                    let window_box = geo.window_box(p);
-                    *y = match mode {
-                        PoolMode::Max => geo.argmax(x, window_box).map_or(T::ZERO, |i| x[i]),
-                        PoolMode::Avg => {
-                            let mut sum = T::ZERO;
-                            geo.window.for_each_in_box(window_box, |i| sum += x[i]);
-                            mean(sum, PoolGeometry::count(window_box))
-                        }
-                    };
-                }
-            });
+            y.par_chunks_mut(out_len).zip(x.par_chunks(in_len)).with_min_len(min_per_task(planes_per_task)).for_each(
+                |(y, x)| {
+                    for (p, y) in y.iter_mut().enumerate() {
+                        let window_box = geo.window_box(p);
+                        *y = match mode {
+                            PoolMode::Max => geo.argmax(x, window_box).map_or(T::ZERO, |i| x[i]),
+                            PoolMode::Avg => {
+                                let mut sum = T::ZERO;
+                                geo.window.for_each_in_box(window_box, |i| sum += x[i]);
+                                mean(sum, PoolGeometry::count(window_box))
+                            }
+                        };
+                    }
+                },
+            );
         }
         Layout::ChannelsLast => {
             // One task per output position (in runs): its channel vector is reduced over the
             // window's positions, a channel-contiguous loop.
             let channels = geo.channels;
             let rows_per_task = (MIN_TASK_ELEMENTS / channels).max(1);
-            y.par_chunks_mut(channels).enumerate().with_min_len(rows_per_task).for_each(|(row, y)| {
+            y.par_chunks_mut(channels).enumerate().with_min_len(min_per_task(rows_per_task)).for_each(|(row, y)| {
                 let (b, p) = (row / out_len, row % out_len);
                 let x_b = &x[b * in_len * channels..(b + 1) * in_len * channels];
                 let window_box = geo.window_box(p);
@@ -165,11 +167,8 @@ fn pool_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [T]
                     let x = &x_b[i * channels..(i + 1) * channels];
                     match mode {
                         _ if first => y.copy_from_slice(x),
-                        PoolMode::Max => y.iter_mut().zip(x).for_each(|(y, &v)| {
-                            if beats(v, *y) {
-                                *y = v;
-                            }
-                        }),
+                        // A select, not a conditional store, so that the loop vectorises.
+                        PoolMode::Max => y.iter_mut().zip(x).for_each(|(y, &v)| *y = if beats(v, *y) { v } else { *y }),
                         PoolMode::Avg => y.iter_mut().zip(x).for_each(|(y, &v)| *y += v),
                     }
                     first = false;
@@ -195,7 +194,7 @@ fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy
             dx.par_chunks_mut(in_len)
                 .zip(x.par_chunks(in_len))
                 .zip(dy.par_chunks(out_len))
-                .with_min_len(planes_per_task)
+                .with_min_len(min_per_task(planes_per_task))
                 .for_each(|((dx, x), dy)| {
                     for (p, &g) in dy.iter().enumerate() {
                         let window_box = geo.window_box(p);
@@ -218,6 +217,7 @@ fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy
             dx.par_chunks_mut(in_len * channels)
                 .zip(x.par_chunks(in_len * channels))
                 .zip(dy.par_chunks(out_len * channels))
+                .with_min_len(min_per_task(1))
                 .for_each(|((dx, x), dy)| {
                     // Per channel: the best value so far and where it is.
                     let mut best = vec![T::ZERO; channels];
@@ -241,10 +241,10 @@ fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy
                                         return;
                                     }
                                     for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(x) {
-                                        if beats(v, *b) {
-                                            *b = v;
-                                            *a = i;
-                                        }
+                                        // Selects, not conditional stores: the loop vectorises.
+                                        let wins = beats(v, *b);
+                                        *b = if wins { v } else { *b };
+                                        *a = if wins { i } else { *a };
                                     }
                                 });
                                 for (c, (&i, &g)) in at.iter().zip(dy).enumerate() {

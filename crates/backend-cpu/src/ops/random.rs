@@ -8,7 +8,7 @@ use keras_backend_api::{BackendError, Distribution, random::sample};
 use rayon::prelude::*;
 
 use super::TensorMut;
-use super::element::{CHUNK, Element, PAR_THRESHOLD};
+use super::element::{CHUNK, Element, worth_splitting};
 use crate::{CpuStorage, Result};
 
 /// Fills the float `out` from the stream `(seed, counter)`: element `i` is
@@ -53,7 +53,7 @@ fn fill_stream<T: Element>(dist: Distribution, seed: u64, counter: u64, out: &mu
             *o = T::from_f64(sample(dist, seed, counter, (start + i) as u64));
         }
     };
-    if out.len() > PAR_THRESHOLD {
+    if worth_splitting(out.len()) {
         out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| fill(c * CHUNK, chunk));
     } else {
         fill(0, out);

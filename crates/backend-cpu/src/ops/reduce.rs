@@ -10,7 +10,9 @@ use half::f16;
 use keras_backend_api::{ArgReduceOp, BackendError, DType, ReduceOp, shape};
 use rayon::prelude::*;
 
-use super::element::{CHUNK, Element, Number, PAR_THRESHOLD, for_dtype, narrow_f16, view, view_mut, widen_f16};
+use super::element::{
+    CHUNK, Element, Number, PAR_THRESHOLD, for_dtype, narrow_f16, view, view_mut, widen_f16, worth_splitting,
+};
 use super::{Tensor, TensorMut};
 use crate::{CpuStorage, Result, layout::StridedIndex};
 
@@ -239,7 +241,7 @@ impl Plan {
 }
 
 fn run<T: Copy + Send + Sync, R: Reducer<T>>(r: &R, plan: &Plan, x: &[T], out: &mut [T]) {
-    let parallel = x.len() > PAR_THRESHOLD;
+    let parallel = worth_splitting(x.len());
     match plan {
         Plan::Empty => out.iter_mut().for_each(|o| *o = r.finish(r.init(), 0)),
         Plan::Rows { n } => {
@@ -269,7 +271,7 @@ fn run<T: Copy + Send + Sync, R: Reducer<T>>(r: &R, plan: &Plan, x: &[T], out: &
 /// that float results do not depend on scheduling.
 fn fold_slice<T: Copy + Send + Sync, R: Reducer<T>>(r: &R, row: &[T]) -> R::Acc {
     let seq = |c: &[T]| c.iter().fold(r.init(), |acc, &v| r.step(acc, v));
-    if row.len() > PAR_THRESHOLD {
+    if worth_splitting(row.len()) {
         let partials: Vec<R::Acc> = row.par_chunks(CHUNK).map(seq).collect();
         partials.into_iter().fold(r.init(), |a, b| r.combine(a, b))
     } else {
@@ -294,7 +296,7 @@ fn fold_columns<T: Copy, R: Reducer<T>>(
 }
 
 fn reduce_columns<T: Copy + Send + Sync, R: Reducer<T>>(r: &R, x: &[T], n: usize, inner: usize, out: &mut [T]) {
-    let parallel = x.len() > PAR_THRESHOLD;
+    let parallel = worth_splitting(x.len());
     // A narrow output (the bias gradient: sum over the batch of [N, C]) cannot keep the pool
     // busy by columns, so the rows are split too and the partial accumulators merged.
     let row_tasks = if parallel && out.len() < PAR_THRESHOLD { (n * inner / CHUNK).clamp(1, n) } else { 1 };
@@ -387,7 +389,7 @@ fn arg_typed<T: Element, O: Element>(x: &[T], n: usize, inner: usize, is_max: bo
     if out.is_empty() {
         return;
     }
-    let parallel = x.len() > PAR_THRESHOLD;
+    let parallel = worth_splitting(x.len());
     if inner == 1 {
         let body = |(o, row): (&mut O, &[T])| {
             let mut best = 0;
