@@ -20,6 +20,7 @@
 pub mod layout;
 pub mod ops;
 mod recycle;
+pub mod simd;
 pub mod storage;
 
 use abi_stable::std_types::{RResult, RSlice, RSliceMut, RString, RVec};

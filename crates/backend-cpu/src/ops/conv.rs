@@ -28,6 +28,7 @@ use super::matmul::{GemmEngine, GemmScalar, MatView, gemm};
 use super::window::{Window, fmt_shape, with_float_triple};
 use super::{Tensor, TensorMut};
 use crate::Result;
+use crate::simd::vectorized;
 
 /// Elements of patch-matrix scratch per worker (16 MiB of f32): large enough for efficient
 /// GEMMs, small enough that a large image does not need a gigabyte-sized im2col buffer. Tests
@@ -547,18 +548,15 @@ impl ConvGeometry {
             }
             Layout::ChannelsLast => {
                 // Row p holds, tap by tap, the group's channel vector that tap reads.
-                let first_channel = g * group_in;
                 let fill = |(row, dst): (usize, &mut [T])| {
                     let o = self.window.output_index(positions.start + row);
-                    for (k, dst) in self.taps.iter().zip(dst.chunks_mut(group_in)) {
-                        match self.window.source_flat(o, *k) {
-                            Some(i) => {
-                                let at = i * self.channels + first_channel;
-                                dst.copy_from_slice(&x_b[at..at + group_in]);
-                            }
+                    self.for_each_patch_segment(g, o, |at, len, src| {
+                        let dst = &mut dst[at..at + len];
+                        match src {
+                            Some(i) => dst.copy_from_slice(&x_b[i..i + len]),
                             None => dst.fill(T::ZERO),
                         }
-                    }
+                    });
                 };
                 if parallel {
                     patches.par_chunks_mut(patch).enumerate().for_each(fill);
@@ -568,6 +566,45 @@ impl ConvGeometry {
             }
         }
         patches
+    }
+
+    /// Walks the ChannelsLast patch row of output position `o` (group `g`) in segments,
+    /// calling `f(at, len, source)`: the `len` entries from `at` read the input elements
+    /// `source..source + len` of the batch element when `source` is `Some`, and padding when
+    /// it is `None`. With one group and undilated columns, the taps of one kernel row read
+    /// adjacent channel vectors, so a whole kernel row is one segment (up to its clipped
+    /// ends) instead of one segment per tap: im2col and col2im's inner loop.
+    #[inline(always)]
+    fn for_each_patch_segment(&self, g: usize, o: [usize; 3], mut f: impl FnMut(usize, usize, Option<usize>)) {
+        let w = &self.window;
+        let group_in = self.group_in();
+        let run = if group_in == self.channels && w.dilation[2] == 1 { w.window[2] } else { 1 };
+        for (r, taps) in self.taps.chunks(run).enumerate() {
+            let (k, len, at) = (taps[0], taps.len(), r * run * group_in);
+            let line = match (w.source(0, o[0], k[0]), w.source(1, o[1], k[1])) {
+                (Some(i0), Some(i1)) => (i0 * w.input[1] + i1) * w.input[2],
+                _ => {
+                    f(at, len * group_in, None);
+                    continue;
+                }
+            };
+            // The run's taps read the padded columns `first..first + len` (one apart: a run
+            // of several taps is undilated); those before `lo` and from `hi` are padding.
+            let first = o[2] * w.stride[2] + k[2] * w.dilation[2];
+            let pad = w.pad_before[2];
+            let lo = pad.saturating_sub(first).min(len);
+            let hi = (pad + w.input[2]).saturating_sub(first).min(len).max(lo);
+            if lo > 0 {
+                f(at, lo * group_in, None);
+            }
+            if hi > lo {
+                let column = line + first + lo - pad;
+                f(at + lo * group_in, (hi - lo) * group_in, Some(column * self.channels + g * group_in));
+            }
+            if len > hi {
+                f(at + hi * group_in, (len - hi) * group_in, None);
+            }
+        }
     }
 
     /// The adjoint of [`im2col`](Self::im2col): adds each entry of group `g`'s patch matrix
@@ -599,16 +636,20 @@ impl ConvGeometry {
             }
             Layout::ChannelsLast => {
                 // Neighbouring positions overlap in the input, so this scatter is sequential.
-                let first_channel = g * group_in;
-                for (row, values) in patches.chunks(taps * group_in).enumerate() {
-                    let o = self.window.output_index(positions.start + row);
-                    for (k, values) in self.taps.iter().zip(values.chunks(group_in)) {
-                        if let Some(i) = self.window.source_flat(o, *k) {
-                            let at = i * self.channels + first_channel;
-                            dx_b[at..at + group_in].iter_mut().zip(values).for_each(|(d, &v)| *d += v);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (row, values) in patches.chunks(taps * group_in).enumerate() {
+                            let o = self.window.output_index(positions.start + row);
+                            self.for_each_patch_segment(g, o, |at, len, src| {
+                                if let Some(i) = src {
+                                    let values = &values[at..at + len];
+                                    dx_b[i..i + len].iter_mut().zip(values).for_each(|(d, &v)| *d += v);
+                                }
+                            });
                         }
-                    }
-                }
+                    },
+                );
             }
         }
     }

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use super::element::{Float, min_per_task};
 use super::window::{Window, beats, fmt_shape, with_float_triple};
 use super::{Tensor, TensorMut};
+use crate::simd::vectorized;
 use crate::{Result, with_float_pair};
 
 /// Output elements below which a parallel task is not worth scheduling.
@@ -153,32 +154,48 @@ fn pool_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [T]
             );
         }
         Layout::ChannelsLast => {
-            // One task per output position (in runs): its channel vector is reduced over the
-            // window's positions, a channel-contiguous loop.
+            // Each task takes a run of output positions ([`pool_channels`] each).
             let channels = geo.channels;
             let rows_per_task = (MIN_TASK_ELEMENTS / channels).max(1);
-            y.par_chunks_mut(channels).enumerate().with_min_len(min_per_task(rows_per_task)).for_each(|(row, y)| {
-                let (b, p) = (row / out_len, row % out_len);
-                let x_b = &x[b * in_len * channels..(b + 1) * in_len * channels];
-                let window_box = geo.window_box(p);
-                y.fill(T::ZERO);
-                let mut first = true;
-                geo.window.for_each_in_box(window_box, |i| {
-                    let x = &x_b[i * channels..(i + 1) * channels];
-                    match mode {
-                        _ if first => y.copy_from_slice(x),
-                        // A select, not a conditional store, so that the loop vectorises.
-                        PoolMode::Max => y.iter_mut().zip(x).for_each(|(y, &v)| *y = if beats(v, *y) { v } else { *y }),
-                        PoolMode::Avg => y.iter_mut().zip(x).for_each(|(y, &v)| *y += v),
-                    }
-                    first = false;
-                });
-                if mode == PoolMode::Avg {
-                    let count = PoolGeometry::count(window_box);
-                    y.iter_mut().for_each(|y| *y = mean(*y, count));
-                }
-            });
+            let task = |(t, y_task): (usize, &mut [T])| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (r, y) in y_task.chunks_mut(channels).enumerate() {
+                            let row = t * rows_per_task + r;
+                            let (b, p) = (row / out_len, row % out_len);
+                            let x_b = &x[b * in_len * channels..(b + 1) * in_len * channels];
+                            pool_channels(geo, mode, x_b, p, y);
+                        }
+                    },
+                )
+            };
+            y.par_chunks_mut(channels * rows_per_task).enumerate().with_min_len(min_per_task(1)).for_each(task);
         }
+    }
+}
+
+/// One output position `p` of a ChannelsLast pooling: `y` (its channel vector) is reduced
+/// over the window's positions of the batch element `x_b`, a channel-contiguous loop.
+#[inline(always)]
+fn pool_channels<T: Float>(geo: &PoolGeometry, mode: PoolMode, x_b: &[T], p: usize, y: &mut [T]) {
+    let channels = y.len();
+    let window_box = geo.window_box(p);
+    y.fill(T::ZERO);
+    let mut first = true;
+    geo.window.for_each_in_box(window_box, |i| {
+        let x = &x_b[i * channels..(i + 1) * channels];
+        match mode {
+            _ if first => y.copy_from_slice(x),
+            // A select, not a conditional store, so that the loop vectorises.
+            PoolMode::Max => y.iter_mut().zip(x).for_each(|(y, &v)| *y = if beats(v, *y) { v } else { *y }),
+            PoolMode::Avg => y.iter_mut().zip(x).for_each(|(y, &v)| *y += v),
+        }
+        first = false;
+    });
+    if mode == PoolMode::Avg {
+        let count = PoolGeometry::count(window_box);
+        y.iter_mut().for_each(|y| *y = mean(*y, count));
     }
 }
 
@@ -219,49 +236,54 @@ fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy
                 .zip(dy.par_chunks(out_len * channels))
                 .with_min_len(min_per_task(1))
                 .for_each(|((dx, x), dy)| {
-                    // Per channel: the best value so far and where it is.
-                    let mut best = vec![T::ZERO; channels];
-                    let mut at = vec![0usize; channels];
-                    let mut share = vec![T::ZERO; channels];
-                    for (p, dy) in dy.chunks(channels).enumerate() {
-                        let window_box = geo.window_box(p);
-                        let count = PoolGeometry::count(window_box);
-                        if count == 0 {
-                            continue;
-                        }
-                        match mode {
-                            PoolMode::Max => {
-                                let mut first = true;
-                                geo.window.for_each_in_box(window_box, |i| {
-                                    let x = &x[i * channels..(i + 1) * channels];
-                                    if first {
-                                        best.copy_from_slice(x);
-                                        at.fill(i);
-                                        first = false;
-                                        return;
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            // Per channel: the best value so far and where it is.
+                            let mut best = vec![T::ZERO; channels];
+                            let mut at = vec![0usize; channels];
+                            let mut share = vec![T::ZERO; channels];
+                            for (p, dy) in dy.chunks(channels).enumerate() {
+                                let window_box = geo.window_box(p);
+                                let count = PoolGeometry::count(window_box);
+                                if count == 0 {
+                                    continue;
+                                }
+                                match mode {
+                                    PoolMode::Max => {
+                                        let mut first = true;
+                                        geo.window.for_each_in_box(window_box, |i| {
+                                            let x = &x[i * channels..(i + 1) * channels];
+                                            if first {
+                                                best.copy_from_slice(x);
+                                                at.fill(i);
+                                                first = false;
+                                                return;
+                                            }
+                                            for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(x) {
+                                                // Selects, not conditional stores: the loop vectorises.
+                                                let wins = beats(v, *b);
+                                                *b = if wins { v } else { *b };
+                                                *a = if wins { i } else { *a };
+                                            }
+                                        });
+                                        for (c, (&i, &g)) in at.iter().zip(dy).enumerate() {
+                                            dx[i * channels + c] += g;
+                                        }
                                     }
-                                    for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(x) {
-                                        // Selects, not conditional stores: the loop vectorises.
-                                        let wins = beats(v, *b);
-                                        *b = if wins { v } else { *b };
-                                        *a = if wins { i } else { *a };
+                                    PoolMode::Avg => {
+                                        share.iter_mut().zip(dy).for_each(|(s, &g)| *s = mean(g, count));
+                                        geo.window.for_each_in_box(window_box, |i| {
+                                            dx[i * channels..(i + 1) * channels]
+                                                .iter_mut()
+                                                .zip(&share)
+                                                .for_each(|(d, &s)| *d += s);
+                                        });
                                     }
-                                });
-                                for (c, (&i, &g)) in at.iter().zip(dy).enumerate() {
-                                    dx[i * channels + c] += g;
                                 }
                             }
-                            PoolMode::Avg => {
-                                share.iter_mut().zip(dy).for_each(|(s, &g)| *s = mean(g, count));
-                                geo.window.for_each_in_box(window_box, |i| {
-                                    dx[i * channels..(i + 1) * channels]
-                                        .iter_mut()
-                                        .zip(&share)
-                                        .for_each(|(d, &s)| *d += s);
-                                });
-                            }
-                        }
-                    }
+                        },
+                    )
                 });
         }
     }

@@ -6,6 +6,8 @@
 //! the exact result over the whole float32 range (subnormal results included), gives `inf`
 //! above `ln(f32::MAX)`, `0` below the smallest subnormal, and NaN for NaN, as TensorFlow's.
 
+use crate::simd::vectorized;
+
 /// `e^x` for one float32, written without branches so that a loop of it vectorises.
 ///
 /// Range reduction: `x = n·ln 2 + r` with `|r| <= ln(2)/2`, `ln 2` split in two parts so that
@@ -53,18 +55,7 @@ pub fn exp_f32(x: f32) -> f32 {
 
 /// `dst[i] = e^src[i]`, vectorised with the widest instructions this CPU has.
 pub fn exp_f32_into(src: &[f32], dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { exp_f32_into_avx512(src, dst) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { exp_f32_into_avx2(src, dst) };
-        }
-    }
-    exp_f32_loop(src, dst);
+    vectorized(#[inline(always)] || exp_f32_loop(src, dst));
 }
 
 /// `dst[i] = e^dst[i]`, in place.
@@ -84,18 +75,6 @@ fn exp_f32_loop(src: &[f32], dst: &mut [f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = exp_f32(s);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn exp_f32_into_avx512(src: &[f32], dst: &mut [f32]) {
-    exp_f32_loop(src, dst);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_f32_into_avx2(src: &[f32], dst: &mut [f32]) {
-    exp_f32_loop(src, dst);
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use crate::storage::unsupported_dtype;
 /// it, so the backward pass picks exactly the element the forward pass returned.
 #[inline]
 pub fn beats<T: Float>(v: T, best: T) -> bool {
-    v > best || (v.is_nan() && !best.is_nan())
+    // `|` and `&`, not `||` and `&&`: no branch, so that loops over channels vectorise.
+    (v > best) | (v.is_nan() & !best.is_nan())
 }
 
 /// A shape written as a tuple, `(2, 7, 7, 3)`, for error messages.
@@ -204,7 +205,7 @@ impl Window {
 
     /// Calls `f` with the flat input position of every point of the box `ranges`, in row-major
     /// order (the order that decides which of equal maxima is "first").
-    #[inline]
+    #[inline(always)]
     pub fn for_each_in_box(&self, ranges: [&Range<usize>; 3], mut f: impl FnMut(usize)) {
         for i0 in ranges[0].clone() {
             for i1 in ranges[1].clone() {
