@@ -55,7 +55,10 @@ pub fn exp_f32(x: f32) -> f32 {
 
 /// `dst[i] = e^src[i]`, vectorised with the widest instructions this CPU has.
 pub fn exp_f32_into(src: &[f32], dst: &mut [f32]) {
-    vectorized(#[inline(always)] || exp_f32_loop(src, dst));
+    vectorized(
+        #[inline(always)]
+        || exp_f32_loop(src, dst),
+    );
 }
 
 /// `dst[i] = e^dst[i]`, in place.
