@@ -144,3 +144,23 @@ fn plans_are_cached_per_shape_and_buffers_are_released() {
     // Other tests of this binary run concurrently on the same backend, so only a bound holds.
     assert!(backend.live_buffers() <= before + 8, "buffers of finished calls are freed");
 }
+
+#[test]
+fn peak_live_bytes_follows_allocation_aliasing_in_place_reuse_and_release() {
+    // x (4000 B) is fed; exp(x) is written over x (its last use), abs(y) over that, and the
+    // reshape aliases it; the variable (2000 B) is held for the whole call, and the sum's
+    // 4-byte result is allocated while the rest is alive.
+    let v = K::variable(Array::from_vec(&[500], vec![1.0f32; 500]).unwrap()).unwrap();
+    let x = K::placeholder([1000]);
+    let y = K::exp(&x).unwrap();
+    let z = K::reshape(&K::abs(&y).unwrap(), &[10, 100]).unwrap();
+    let f = K::function(std::slice::from_ref(&x), &[z, K::sum(&v, K::Axes::All, false).unwrap()], &[]).unwrap();
+    let feed = Array::from_vec(&[1000], vec![0.5f32; 1000]).unwrap();
+    assert_eq!(f.peak_live_bytes(std::slice::from_ref(&feed)).unwrap(), 2000 + 4000 + 4);
+    // exp(x) cannot overwrite x, which -x reads later: both are alive at once; -x is then
+    // written over x.
+    let g = K::function(std::slice::from_ref(&x), &[K::exp(&x).unwrap(), (-&x).unwrap()], &[]).unwrap();
+    assert_eq!(g.peak_live_bytes(std::slice::from_ref(&feed)).unwrap(), 8000);
+    let err = g.peak_live_bytes(&[]).unwrap_err().to_string();
+    assert!(err.contains("expects 1 input arrays, 0 given"), "{err}");
+}

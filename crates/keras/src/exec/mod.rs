@@ -131,6 +131,14 @@ impl Function {
     /// Runs the function: one array per input (in order), one array per output back. The
     /// learning phase is 0 unless it is one of the inputs.
     pub fn call(&self, feeds: &[Array]) -> Result<Vec<Array>> {
+        let (converted, signature, learning_phase) = self.conform_feeds(feeds)?;
+        let plan = self.plan_for(signature)?;
+        plan.run(&self.backend, &converted, learning_phase)
+    }
+
+    /// The feeds checked against the inputs and converted to their dtypes, their shapes (the
+    /// plan's signature), and the learning phase they set.
+    fn conform_feeds(&self, feeds: &[Array]) -> Result<(Vec<Array>, Vec<Vec<usize>>, bool)> {
         if feeds.len() != self.inputs.len() {
             return Err(Error::graph(
                 "function",
@@ -148,8 +156,18 @@ impl Function {
             signature.push(feed.shape().to_vec());
             converted.push(feed);
         }
-        let plan = self.plan_for(signature)?;
-        plan.run(&self.backend, &converted, learning_phase)
+        Ok((converted, signature, learning_phase))
+    }
+
+    /// The largest number of bytes of tensors alive at once on the backend while a call with
+    /// `feeds` runs (their shapes, not their values, matter): the variables and constants the
+    /// function reads, the fed inputs, and every intermediate result from its computation to
+    /// its last use, as the executor releases them; an element-wise result written over its
+    /// input counts once. This is the memory a call cannot do without, to compare a backend's
+    /// actual footprint against.
+    pub fn peak_live_bytes(&self, feeds: &[Array]) -> Result<u64> {
+        let (_, signature, _) = self.conform_feeds(feeds)?;
+        Ok(self.plan_for(signature)?.peak_live_bytes())
     }
 
     fn plan_for(&self, signature: Vec<Vec<usize>>) -> Result<Arc<plan::Plan>> {

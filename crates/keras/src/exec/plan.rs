@@ -243,7 +243,8 @@ impl Plan {
                         .iter()
                         .map(|&k| live(&slots, k).map(|b| (&**b, self.steps[k].shape.as_slice())))
                         .collect::<Result<_>>()?;
-                    let out = match self.reusable_input(index, &slots) {
+                    let sole_holder = |k: usize| slots[k].as_ref().is_some_and(|b| Arc::strong_count(b) == 1);
+                    let out = match self.reusable_input(index, sole_holder) {
                         Some(k) => live(&slots, k)?.clone(),
                         None => Arc::new(Buffer::alloc(backend, step.node.dtype(), step.shape.iter().product())?),
                     };
@@ -272,10 +273,55 @@ impl Plan {
         Ok(results)
     }
 
+    /// The largest number of buffer bytes alive at once during a run: the variables and
+    /// constants read (held for the whole call), and each fed input and kernel result from its
+    /// allocation to its release, as [`run`](Self::run) allocates, aliases, overwrites in place
+    /// and releases them. Update values count until the end of the call.
+    pub(crate) fn peak_live_bytes(&self) -> u64 {
+        let bytes = |i: usize| byte_size(&self.steps[i].shape, self.steps[i].node.dtype()).unwrap_or(0) as u64;
+        // The slot whose step allocated each slot's buffer, and how many live slots hold it.
+        let mut owner: Vec<usize> = (0..self.steps.len()).collect();
+        let mut holders = vec![0usize; self.steps.len()];
+        let held_by_graph = |step: &Step| matches!(step.source, Source::Variable(_) | Source::Constant(_));
+        let mut live: u64 = (0..self.steps.len()).filter(|&i| held_by_graph(&self.steps[i])).map(bytes).sum();
+        let mut peak = live;
+        for (index, step) in self.steps.iter().enumerate() {
+            match &step.source {
+                Source::Host { .. } => {}
+                Source::Variable(_) | Source::Constant(_) => holders[index] = 1,
+                Source::Alias(k) | Source::Print(k, _) => {
+                    owner[index] = owner[*k];
+                    holders[owner[index]] += 1;
+                }
+                Source::Feed(_) | Source::LearningPhase | Source::Kernel => {
+                    let in_place = match step.source {
+                        Source::Kernel => self.reusable_input(index, |k| holders[owner[k]] == 1),
+                        _ => None,
+                    };
+                    match in_place {
+                        Some(k) => owner[index] = owner[k],
+                        None => live += bytes(index),
+                    }
+                    holders[owner[index]] += 1;
+                }
+            }
+            peak = peak.max(live);
+            for &k in &step.release {
+                let buffer = owner[k];
+                holders[buffer] = holders[buffer].saturating_sub(1);
+                if holders[buffer] == 0 && !held_by_graph(&self.steps[buffer]) {
+                    live -= bytes(buffer);
+                }
+            }
+        }
+        peak
+    }
+
     /// An input buffer that an element-wise kernel may overwrite: same dtype and size as the
     /// output, last used here, and referenced by nothing else (not a variable, constant,
-    /// alias or output).
-    fn reusable_input(&self, index: usize, slots: &[Option<Arc<Buffer>>]) -> Option<usize> {
+    /// alias or output). `sole_holder(k)` tells whether slot `k` is the only holder of its
+    /// buffer.
+    fn reusable_input(&self, index: usize, sole_holder: impl Fn(usize) -> bool) -> Option<usize> {
         let step = &self.steps[index];
         if !matches!(step.node.op(), Op::Unary(_) | Op::Binary(_)) {
             return None;
@@ -285,7 +331,7 @@ impl Plan {
             step.release.contains(&k)
                 && input.shape == step.shape
                 && input.node.dtype() == step.node.dtype()
-                && slots[k].as_ref().is_some_and(|b| Arc::strong_count(b) == 1)
+                && sole_holder(k)
                 // An input used twice by this step (x * x) may be overwritten too: the kernel
                 // reads each element before writing it.
                 && !matches!(input.source, Source::Variable(_) | Source::Constant(_))
