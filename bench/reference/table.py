@@ -152,6 +152,18 @@ def render(path, notes_path, md_path, title):
         out.append("")
         for (c, text), cases in row_notes.items():
             out.append(f"* {headers[c]} {', '.join(cases)}: {text}")
+    memory = [r for r in rows if r.get("peak_over_live_set") is not None]
+    if memory:
+        out.append("")
+        out.append("Memory over a long run (train-memory: the MLP step, RSS in MiB):")
+        out.append("")
+        mib = lambda r, k: "-" if r.get(k) is None else f"{r[k] / 1048576:.1f}"
+        for r in memory:
+            threads = r.get("pinned_threads", r.get("threads"))
+            out.append(f"* {headers[column_of(r)]}, {threads} thr, {r.get('steps')} steps: "
+                       f"{mib(r, 'rss_after_warmup_bytes')} after the warm-up, {mib(r, 'rss_after_steps_bytes')} at the end, "
+                       f"peak {mib(r, 'peak_rss_bytes')}; peak above the {mib(r, 'baseline_rss_bytes')} baseline = "
+                       f"{r['peak_over_live_set']:.2f}× the live set of {mib(r, 'live_set_bytes')}")
     if missing:
         out.append("")
         out.append("No rows from: " + ", ".join(headers[c] for c in missing) + " (columns shown as \"-\").")

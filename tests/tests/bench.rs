@@ -86,3 +86,20 @@ fn an_unknown_backend_fails_once_in_one_line() {
     assert!(run.stderr.starts_with("error: unknown backend `nosuch`"), "{run:?}");
     assert!(run.stdout.is_empty(), "{run:?}");
 }
+
+#[test]
+fn train_memory_row_reports_rss_over_the_steps_against_the_live_set() {
+    let rows = bench_rows(&["--workload", "train-memory", "--repeats", "3", "--warmup", "1"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["workload"], "train-memory");
+    assert_eq!(row["steps"], 3, "{row}");
+    // The step holds at least its parameters: 784·512 + 512 + 512·512 + 512 + 512·10 + 10 floats.
+    let params = 4 * (784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10);
+    let live = row["live_set_bytes"].as_u64().unwrap();
+    assert!(live > params && live < 4 * params, "{row}");
+    for key in ["baseline_rss_bytes", "rss_after_warmup_bytes", "rss_after_steps_bytes", "peak_rss_bytes"] {
+        assert!(row[key].as_u64().is_some_and(|b| b > 0), "{key}: {row}");
+    }
+    assert!(row["peak_over_live_set"].as_f64().is_some_and(|r| r > 0.0), "{row}");
+}

@@ -17,6 +17,10 @@
 //!   thread pools read once, when the backend library first uses them;
 //! * a backend that crashes on one workload does not stop the others.
 //!
+//! `train-memory` runs the MLP step [`workloads::SOAK_STEPS`] times (or `--repeats`) and adds
+//! its RSS after the warm-up, at the end and at its peak over the steps, against the live set
+//! of the step (`Function::peak_live_bytes`); every row has `live_set_bytes`.
+//!
 //! Convolution rows share a workload name and differ by their `ordering` field (`tf` or `th`);
 //! `--workload conv2d-fwd` runs both. The `cnn-train-step` row is `tf`-ordered.
 
@@ -188,12 +192,33 @@ fn run_case(args: &BenchArgs, id: &str) -> Result<(), Error> {
     };
     // The workloads are defined in float32 whatever keras.json's floatx says.
     K::set_floatx(DType::F32)?;
-    let (prepared, timing) = K::with_backend(&backend, || {
+    let baseline_rss = measure::rss_bytes();
+    let (prepared, timing, soak) = K::with_backend(&backend, || {
         let prepared = workloads::prepare(case)?;
-        let timing = measure::time_calls(&prepared, args.warmup as usize, args.repeats.map(|n| n as usize))?;
-        Ok::<_, Error>((prepared, timing))
+        let warmup = args.warmup as usize;
+        let (timing, soak) = if case.workload == "train-memory" {
+            let steps = args.repeats.map_or(workloads::SOAK_STEPS, |n| n as usize);
+            let (timing, soak) = measure::soak(&prepared, warmup, steps)?;
+            (timing, Some(soak))
+        } else {
+            (measure::time_calls(&prepared, warmup, args.repeats.map(|n| n as usize))?, None)
+        };
+        Ok::<_, Error>((prepared, timing, soak))
     })?;
-    let row = case_row(case, &backend, &prepared, &timing);
+    let live_set = K::with_backend(&backend, || prepared.function.peak_live_bytes(&prepared.feeds))?;
+    let mut row = case_row(case, &backend, &prepared, &timing);
+    row["baseline_rss_bytes"] = json!(baseline_rss);
+    row["live_set_bytes"] = json!(live_set);
+    if let Some(soak) = soak {
+        row["steps"] = json!(soak.steps);
+        row["rss_after_warmup_bytes"] = json!(soak.rss_after_warmup);
+        row["rss_after_steps_bytes"] = json!(soak.rss_after_steps);
+        row["peak_rss_bytes"] = json!(soak.peak_rss);
+        // What the run holds above the process it started in, per byte it cannot do without.
+        if let (Some(peak), Some(base)) = (soak.peak_rss, baseline_rss) {
+            row["peak_over_live_set"] = json!(peak.saturating_sub(base) as f64 / live_set.max(1) as f64);
+        }
+    }
     print_line(&row.to_string())
 }
 
@@ -271,7 +296,22 @@ impl Output {
             row["peak_rss_bytes"].as_f64().map_or_else(|| "-".to_string(), |b| format!("{:.0} MiB", b / 1048576.0)),
             row["repeats"].to_string(),
         ];
-        print_line(&table_line(&cells))
+        print_line(&table_line(&cells))?;
+        if let Some(ratio) = row["peak_over_live_set"].as_f64() {
+            let mib =
+                |key: &str| row[key].as_f64().map_or_else(|| "-".to_string(), |b| format!("{:.1}", b / 1048576.0));
+            print_line(&format!(
+                "  memory over {} steps: RSS {} MiB after the warm-up, {} MiB at the end, peak {} MiB; \
+                 peak above the {} MiB baseline = {ratio:.2}x the live set of {} MiB",
+                row["steps"],
+                mib("rss_after_warmup_bytes"),
+                mib("rss_after_steps_bytes"),
+                mib("peak_rss_bytes"),
+                mib("baseline_rss_bytes"),
+                mib("live_set_bytes"),
+            ))?;
+        }
+        Ok(())
     }
 
     fn note(&self, line: &str) -> Result<(), Error> {

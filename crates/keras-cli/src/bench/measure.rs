@@ -64,12 +64,65 @@ fn summary(times: &mut [f64]) -> (f64, f64, f64) {
 }
 
 /// The process's peak resident set size (`VmHWM` of `/proc/self/status`), where the system
-/// reports it.
+/// reports it: since the process started, or since [`reset_peak_rss`].
 pub fn peak_rss_bytes() -> Option<u64> {
+    status_bytes("VmHWM:")
+}
+
+/// The process's resident set size now (`VmRSS`), where the system reports it.
+pub fn rss_bytes() -> Option<u64> {
+    status_bytes("VmRSS:")
+}
+
+/// Starts [`peak_rss_bytes`] again from the current RSS (Linux's `clear_refs`, value 5);
+/// `false` where the system does not support it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line.trim_start_matches(field).trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The memory of a long run of one function ([`soak`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Soak {
+    /// Calls timed after the warm-up.
+    pub steps: usize,
+    /// RSS once the warm-up calls are done.
+    pub rss_after_warmup: Option<u64>,
+    /// RSS after the last call.
+    pub rss_after_steps: Option<u64>,
+    /// Peak RSS over the timed calls (the warm-up excluded), where it could be reset.
+    pub peak_rss: Option<u64>,
+}
+
+/// Calls `prepared.function` `warmup` times, resets the peak RSS, then times `steps` calls:
+/// whether memory stays flat over a long run, and its peak once the run is steady.
+pub fn soak(prepared: &Prepared, warmup: usize, steps: usize) -> Result<(Timing, Soak)> {
+    for _ in 0..warmup {
+        prepared.function.call(&prepared.feeds)?;
+    }
+    let reset = reset_peak_rss();
+    let rss_after_warmup = rss_bytes();
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let call = Instant::now();
+        prepared.function.call(&prepared.feeds)?;
+        times.push(call.elapsed().as_secs_f64());
+    }
+    let (median_s, min_s, max_s) = summary(&mut times);
+    let soak = Soak {
+        steps,
+        rss_after_warmup,
+        rss_after_steps: rss_bytes(),
+        peak_rss: if reset { peak_rss_bytes() } else { None },
+    };
+    Ok((Timing { warmup, repeats: steps, median_s, min_s, max_s }, soak))
 }
 
 #[cfg(test)]
@@ -90,5 +143,12 @@ mod tests {
         let peak = peak_rss_bytes().expect("Linux reports VmHWM");
         assert!(peak >= buffer.len() as u64, "{peak} < {}", buffer.len());
         assert_eq!(buffer.iter().map(|&b| b as u64).sum::<u64>(), buffer.len() as u64);
+        drop(buffer);
+        assert!(rss_bytes().expect("Linux reports VmRSS") > 0);
+        if reset_peak_rss() {
+            // The peak starts again from the current RSS, without the freed buffer.
+            let after = peak_rss_bytes().expect("Linux reports VmHWM");
+            assert!(after + (32 << 20) < peak, "peak {peak} before the reset, {after} after");
+        }
     }
 }

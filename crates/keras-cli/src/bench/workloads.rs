@@ -19,6 +19,8 @@ const CONV: (usize, usize, usize, usize, usize, usize) = (32, 64, 64, 64, 64, 3)
 const ELEMENTWISE_LEN: usize = 1 << 24;
 /// Element-wise ops in the `dispatch` graph.
 const DISPATCH_OPS: usize = 1000;
+/// Calls of the `train-memory` run after its warm-up (`--repeats` overrides it).
+pub const SOAK_STEPS: usize = 1000;
 /// Batch size of both training steps.
 const TRAIN_BATCH: usize = 128;
 /// SGD learning rate of both training steps.
@@ -49,7 +51,7 @@ impl Case {
 }
 
 /// Every workload name, in the order they run.
-pub const WORKLOADS: [&str; 9] = [
+pub const WORKLOADS: [&str; 10] = [
     "matmul-1024",
     "matmul-2048",
     "conv2d-fwd",
@@ -59,6 +61,7 @@ pub const WORKLOADS: [&str; 9] = [
     "exp-16m",
     "fma-16m",
     "dispatch",
+    "train-memory",
 ];
 
 /// Every case, in run order: the convolutions once per ordering, `tf` first.
@@ -136,6 +139,8 @@ pub fn prepare(case: Case) -> Result<Prepared> {
         "exp-16m" => exp_16m(),
         "fma-16m" => fma_16m(),
         "dispatch" => dispatch(),
+        // The MLP step again, run SOAK_STEPS times by the caller for its memory.
+        "train-memory" => mlp_train_step(),
         other => Err(bench_error(format!("unknown workload `{other}`"))),
     }
 }
