@@ -85,6 +85,9 @@ def render(path, notes_path, md_path, title):
                 rows.append(json.loads(line))
     columns = OURS + REFERENCES
     extra = sorted({column_of(r) for r in rows} - set(columns))
+    # Only reference runs (rows with a `tag`) are compared against: another plugin of ours that
+    # `--backend all` found is shown, not used as a reference.
+    extra_references = sorted({r["tag"] for r in rows if r.get("tag")} - set(columns))
     columns += extra
     cells = {}
     for row in rows:
@@ -116,7 +119,7 @@ def render(path, notes_path, md_path, title):
             row = cells.get((workload, ordering, threads, c))
             line.append("-" if row is None else f"{fmt_time(row['median_s'])} · {fmt_rate(row['rate'])}")
         cpu = cells.get((workload, ordering, threads, "cpu"))
-        refs = [(cells[(workload, ordering, threads, c)]["median_s"], c) for c in REFERENCES + extra
+        refs = [(cells[(workload, ordering, threads, c)]["median_s"], c) for c in REFERENCES + extra_references
                 if (workload, ordering, threads, c) in cells]
         refs = [(t, c) for t, c in refs if t is not None and math.isfinite(t)]
         if cpu is None or not refs:
