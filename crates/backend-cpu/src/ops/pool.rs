@@ -514,6 +514,9 @@ mod tests {
                 // windows that only partly see the input, and one that sees nothing of it
                 Case::new(mode, CF, &[2], &[4]).strides(&[1]).pad(&[3], &[3]),
                 Case::new(mode, CL, &[3, 2], &[2, 2]).strides(&[3, 1]).pad(&[2, 0], &[2, 0]),
+                // more output positions (2·25·30) than one ChannelsLast task takes (4096 / 3
+                // channels): several tasks, the last one partial
+                Case::new(mode, CL, &[50, 60], &[2, 2]),
             ]);
         }
         cases
