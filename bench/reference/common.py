@@ -110,6 +110,12 @@ def glorot_limit(fan_in, fan_out):
     return (6.0 / (fan_in + fan_out)) ** 0.5
 
 
+def matmul_operands(rng, workload):
+    """The two (n, n) operands of `matmul-n` as host arrays (workloads.rs `matmul`)."""
+    n = int(workload.split("-")[1])
+    return uniform(rng, (n, n), 1.0), uniform(rng, (n, n), 1.0)
+
+
 def conv_operands(rng, ordering):
     """The conv2d workloads' input and Glorot-uniform kernel as host arrays: NHWC/HWIO for
     `tf`, NCHW/OIHW for `th` (workloads.rs `conv2d`)."""
@@ -246,7 +252,7 @@ def run(framework, module, cases, threads, warmup, repeats, as_json, tag=None):
             print(json.dumps(row), flush=True)
         else:
             print(
-                f"{row['backend']:<12} {workload:<15} {ordering or '-':<3} {row['threads']:>2}  "
+                f"{row['backend']:<12} {workload:<15} {ordering or '-':<3} {row['threads'] or '-':>2}  "
                 f"median {median_s * 1e3:10.4f} ms  min {min_s * 1e3:10.4f} ms  "
                 f"{row['rate']:10.2f} {unit:<8} n={len(times)}",
                 flush=True,

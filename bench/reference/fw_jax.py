@@ -63,9 +63,7 @@ def run_steps(step, params, x, y):
 def prepare(workload, ordering):
     rng = np.random.default_rng(0)
     if workload.startswith("matmul-"):
-        n = int(workload.split("-")[1])
-        a = jnp.asarray(common.uniform(rng, (n, n), 1.0))
-        b = jnp.asarray(common.uniform(rng, (n, n), 1.0))
+        a, b = (jnp.asarray(v) for v in common.matmul_operands(rng, workload))
         f = jax.jit(jnp.matmul)
         return lambda: f(a, b).block_until_ready()
     if workload.startswith("conv2d-"):

@@ -43,9 +43,8 @@ def info(threads):
 def prepare(workload, ordering):
     rng = np.random.default_rng(0)
     if workload.startswith("matmul-"):
-        n = int(workload.split("-")[1])
-        a, b = common.uniform(rng, (n, n), 1.0), common.uniform(rng, (n, n), 1.0)
-        c = np.empty((n, n), np.float32)
+        a, b = common.matmul_operands(rng, workload)
+        c = np.empty_like(a)
         return lambda: np.matmul(a, b, out=c)
     if workload == "exp-16m":
         x = common.uniform(rng, (common.ELEMENTWISE_LEN,), 1.0)

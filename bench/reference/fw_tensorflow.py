@@ -84,9 +84,7 @@ def train_call(forward, params, x, y):
 def prepare(workload, ordering):
     rng = np.random.default_rng(0)
     if workload.startswith("matmul-"):
-        n = int(workload.split("-")[1])
-        a = tf.constant(common.uniform(rng, (n, n), 1.0))
-        b = tf.constant(common.uniform(rng, (n, n), 1.0))
+        a, b = (tf.constant(v) for v in common.matmul_operands(rng, workload))
         f = function(tf.linalg.matmul)
         return lambda: f(a, b)
     if workload.startswith("conv2d-"):

@@ -109,20 +109,14 @@ pub fn soak(prepared: &Prepared, warmup: usize, steps: usize) -> Result<(Timing,
     }
     let reset = reset_peak_rss();
     let rss_after_warmup = rss_bytes();
-    let mut times = Vec::with_capacity(steps);
-    for _ in 0..steps {
-        let call = Instant::now();
-        prepared.function.call(&prepared.feeds)?;
-        times.push(call.elapsed().as_secs_f64());
-    }
-    let (median_s, min_s, max_s) = summary(&mut times);
+    let timing = Timing { warmup, ..time_calls(prepared, 0, Some(steps))? };
     let soak = Soak {
         steps,
         rss_after_warmup,
         rss_after_steps: rss_bytes(),
         peak_rss: if reset { peak_rss_bytes() } else { None },
     };
-    Ok((Timing { warmup, repeats: steps, median_s, min_s, max_s }, soak))
+    Ok((timing, soak))
 }
 
 #[cfg(test)]
