@@ -6,14 +6,8 @@
 
 use keras_backend_api::shape::contiguous_strides;
 
-/// Source strides that broadcast a dense tensor of `src` shape to `dst` shape (NumPy rules,
-/// aligned on the right): stride 0 on every axis where `src` has 1 or no axis. The caller has
-/// already checked that the shapes broadcast.
-pub fn broadcast_strides(src: &[usize], dst: &[usize]) -> Vec<isize> {
-    let dense = contiguous_strides(src);
-    let lead = dst.len() - src.len();
-    (0..dst.len()).map(|i| if i < lead || src[i - lead] == 1 { 0 } else { dense[i - lead] as isize }).collect()
-}
+// Broadcasting strides are a shape rule every backend needs: one copy, in the contract crate.
+pub use keras_backend_api::shape::broadcast_strides;
 
 /// The dense (row-major) strides of `shape` as `isize`.
 pub fn dense_strides(shape: &[usize]) -> Vec<isize> {

@@ -13,6 +13,15 @@ pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     strides
 }
 
+/// Source strides (in elements) that broadcast a dense tensor of `src` shape to `dst` shape
+/// (NumPy rules, aligned on the right): stride 0 on every axis where `src` has 1 or no axis.
+/// The caller has already checked that the shapes broadcast ([`broadcast`]).
+pub fn broadcast_strides(src: &[usize], dst: &[usize]) -> Vec<isize> {
+    let dense = contiguous_strides(src);
+    let lead = dst.len() - src.len();
+    (0..dst.len()).map(|i| if i < lead || src[i - lead] == 1 { 0 } else { dense[i - lead] as isize }).collect()
+}
+
 /// Element count of `shape`, or `None` on overflow.
 pub fn checked_len(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))

@@ -1,0 +1,1 @@
+// elementwise kernels: written in the next commits.

@@ -1,0 +1,1 @@
+// random kernels: written in the next commits.
