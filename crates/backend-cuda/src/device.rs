@@ -373,14 +373,16 @@ pub fn grid_1d(n: usize) -> LaunchConfig {
 #[macro_export]
 macro_rules! launch {
     ($device:expr, $kernel:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
+        use cudarc::driver::PushKernelArg as _;
         let kernel = $kernel;
+        let cfg = $cfg;
         let function = $device.function(kernel)?;
         let mut builder = $device.stream().launch_builder(&function);
         $( builder.arg(&$arg); )*
         // SAFETY: the argument list matches the kernel's signature in its source (each op
         // module keeps the two side by side), and every pointer is a live device buffer of
         // the size the kernel indexes, checked by `Device::operand`.
-        let result = unsafe { builder.launch($cfg) };
+        let result = unsafe { builder.launch(cfg) };
         $device.launched(kernel, result)
     }};
 }
