@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """Runs the workloads of `keras-cli bench` in a reference framework and prints the same rows.
 
-    bench/.venv/bin/python bench/reference/bench.py --framework numpy|jax|tensorflow|keras-jax|keras-tf
+    bench/.venv/bin/python bench/reference/bench.py --framework numpy|jax|tensorflow|keras-jax|keras-tf|torch
         [--workload NAME[,NAME...]] [--threads N] [--warmup N] [--repeats N] [--json] [--tag TAG]
+    bench/reference/bench.py --list [--workload NAME[,NAME...]]
+
+Without --workload every workload runs but the GPU-sized ones (common.GPU_ONLY: matmul-4096,
+matmul-8192, conv2d-fwd-large, conv2d-bwd-large), which run only when named, as in
+`keras-cli bench`. --list prints the cases that would run (`workload` or `workload:ordering`,
+one a line) and exits, importing no framework.
 
 One process runs every case of one framework (peak RSS is reset before each case through
 /proc/self/clear_refs, so peak_rss_bytes is that case's peak). Workloads a framework has no
@@ -24,14 +30,18 @@ FRAMEWORKS = {
     "tensorflow": "fw_tensorflow",
     "keras-jax": "fw_keras",
     "keras-tf": "fw_keras",
+    "torch": "fw_torch",
 }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--framework", required=True, choices=sorted(FRAMEWORKS))
+    parser.add_argument("--framework", choices=sorted(FRAMEWORKS), help="required but with --list")
     parser.add_argument("--workload", action="append", default=[],
-                        help="workload name(s), comma-separated or repeated; default all")
+                        help="workload name(s), comma-separated or repeated; default all but the "
+                             "GPU-sized ones (" + ", ".join(common.GPU_ONLY) + ")")
+    parser.add_argument("--list", action="store_true",
+                        help="print the cases that would run and exit (no framework is imported)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads of the framework's pools (default: its own choice)")
     parser.add_argument("--warmup", type=int, default=common.DEFAULT_WARMUP)
@@ -46,7 +56,13 @@ def main():
     for w in wanted:
         if w not in common.WORKLOADS:
             parser.error(f"unknown workload {w} (one of {', '.join(common.WORKLOADS)})")
-    cases = [c for c in common.all_cases() if not wanted or c[0] in wanted]
+    cases = [c for c in common.all_cases() if (c[0] in wanted if wanted else common.runs_by_default(c[0]))]
+    if args.list:
+        for workload, ordering in cases:
+            print(workload if ordering is None else f"{workload}:{ordering}")
+        return 0
+    if args.framework is None:
+        parser.error("the following arguments are required: --framework")
 
     # Before any framework is imported: thread variables, the Keras backend, quiet TF logs.
     common.set_thread_env(args.threads, args.framework)
@@ -61,7 +77,9 @@ def main():
         module = __import__(FRAMEWORKS[args.framework])
         module.setup(args.framework, args.threads)
     except ImportError as error:
-        common.note(f"{args.framework}: not installed ({error}); run bench/reference/setup.sh")
+        how = ("install PyTorch into the environment (it is not in requirements.txt)" if args.framework == "torch"
+               else "run bench/reference/setup.sh")
+        common.note(f"{args.framework}: not installed ({error}); {how}")
         return 3
     failed = common.run(args.framework, module, cases, args.threads, args.warmup, args.repeats, args.json,
                         args.tag)

@@ -13,24 +13,35 @@ import statistics
 import sys
 import time
 
-# Convolution: batch, rows, cols, in and out channels, kernel size (workloads.rs CONV).
+# Convolution: batch, rows, cols, in and out channels, kernel size (workloads.rs CONV), and the
+# GPU-sized shape of the conv2d-*-large workloads (workloads.rs CONV_LARGE).
 CONV = (32, 64, 64, 64, 64, 3)
+CONV_LARGE = (64, 128, 128, 128, 128, 3)
 ELEMENTWISE_LEN = 1 << 24
 DISPATCH_OPS = 1000
 TRAIN_BATCH = 128
 LEARNING_RATE = 0.01
 
+# workloads.rs WORKLOADS, kept in step by hand: same names, same order (but `train-memory`,
+# which is ours only). tests/tests/bench.rs checks that both sides list the same cases.
 WORKLOADS = [
     "matmul-1024",
     "matmul-2048",
+    "matmul-4096",
+    "matmul-8192",
     "conv2d-fwd",
     "conv2d-bwd",
+    "conv2d-fwd-large",
+    "conv2d-bwd-large",
     "mlp-train-step",
     "cnn-train-step",
     "exp-16m",
     "fma-16m",
     "dispatch",
 ]
+
+# workloads.rs GPU_ONLY: sized for a big GPU, run only when --workload names them.
+GPU_ONLY = ["matmul-4096", "matmul-8192", "conv2d-fwd-large", "conv2d-bwd-large"]
 
 # Timing policy of measure.rs: 2 untimed calls, then at least 5 timed calls, more until one
 # second is spent timing, never more than 200.
@@ -41,7 +52,8 @@ MAX_REPEATS = 200
 
 
 def all_cases():
-    """(workload, ordering) in run order: convolutions once per ordering, tf first."""
+    """(workload, ordering) in run order: convolutions once per ordering, tf first (GPU_ONLY
+    workloads included: see runs_by_default)."""
     cases = []
     for workload in WORKLOADS:
         if workload.startswith("conv2d-"):
@@ -53,15 +65,30 @@ def all_cases():
     return cases
 
 
+def runs_by_default(workload):
+    """Whether `workload` runs when --workload is not given (all but GPU_ONLY)."""
+    return workload not in GPU_ONLY
+
+
+def conv_shape(workload):
+    """The shape of a conv2d workload: CONV_LARGE for conv2d-*-large, else CONV."""
+    return CONV_LARGE if workload.endswith("-large") else CONV
+
+
+def conv_backward(workload):
+    """Whether a conv2d workload is the backward pass (conv2d-bwd, conv2d-bwd-large)."""
+    return workload.startswith("conv2d-bwd")
+
+
 def work_of(workload):
     """(work per call, rate unit) as workloads.rs counts them."""
     if workload.startswith("matmul-"):
         n = int(workload.split("-")[1])
         return 2.0 * n**3, "GFLOP/s"
     if workload.startswith("conv2d-"):
-        batch, rows, cols, cin, cout, k = CONV
+        batch, rows, cols, cin, cout, k = conv_shape(workload)
         forward = 2.0 * batch * rows * cols * cout * cin * k * k
-        return (2.0 * forward if workload == "conv2d-bwd" else forward), "GFLOP/s"
+        return (2.0 * forward if conv_backward(workload) else forward), "GFLOP/s"
     if workload.endswith("-train-step"):
         return 1.0, "steps/s"
     if workload == "exp-16m":
@@ -116,10 +143,10 @@ def matmul_operands(rng, workload):
     return uniform(rng, (n, n), 1.0), uniform(rng, (n, n), 1.0)
 
 
-def conv_operands(rng, ordering):
-    """The conv2d workloads' input and Glorot-uniform kernel as host arrays: NHWC/HWIO for
-    `tf`, NCHW/OIHW for `th` (workloads.rs `conv2d`)."""
-    batch, rows, cols, cin, cout, k = CONV
+def conv_operands(rng, ordering, workload="conv2d-fwd"):
+    """The input and Glorot-uniform kernel of conv2d workload `workload` as host arrays:
+    NHWC/HWIO for `tf`, NCHW/OIHW for `th` (workloads.rs `conv2d`)."""
+    batch, rows, cols, cin, cout, k = conv_shape(workload)
     if ordering == "tf":
         x_shape, k_shape = (batch, rows, cols, cin), (k, k, cin, cout)
     else:
@@ -165,7 +192,8 @@ def peak_rss_bytes():
 def time_calls(call, warmup, repeats):
     """measure.rs's time_calls: `warmup` untimed calls, then `repeats` timed ones (None: at least
     MIN_REPEATS, more until TIME_BUDGET_S is spent, at most MAX_REPEATS). `call` must return
-    only once the work is done (block_until_ready for JAX, a host float for train steps)."""
+    only once the work is done (block_until_ready for JAX, torch.cuda.synchronize for PyTorch on
+    CUDA, a host float for train steps)."""
     for _ in range(warmup):
         call()
     times = []

@@ -67,12 +67,12 @@ def prepare(workload, ordering):
         f = jax.jit(jnp.matmul)
         return lambda: f(a, b).block_until_ready()
     if workload.startswith("conv2d-"):
-        x, kernel = (jnp.asarray(v) for v in common.conv_operands(rng, ordering))
+        x, kernel = (jnp.asarray(v) for v in common.conv_operands(rng, ordering, workload))
 
         def conv(x, kernel):
             return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=CONV_DIMS[ordering])
 
-        if workload == "conv2d-fwd":
+        if not common.conv_backward(workload):
             f = jax.jit(conv)
         else:
             f = jax.jit(jax.grad(lambda x, kernel: jnp.sum(conv(x, kernel)), argnums=(0, 1)))

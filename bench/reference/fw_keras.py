@@ -60,7 +60,7 @@ def compiled(f):
 
 
 def conv_call(workload, ordering, rng):
-    batch, rows, cols, cin, cout, k = common.CONV
+    batch, rows, cols, cin, cout, k = common.conv_shape(workload)
     if ordering == "tf":
         x_shape, k_shape, fmt = (batch, rows, cols, cin), (k, k, cin, cout), "channels_last"
     else:
@@ -75,7 +75,7 @@ def conv_call(workload, ordering, rng):
             kernel = keras.ops.transpose(kernel, (2, 3, 1, 0))
         return keras.ops.conv(x, kernel, strides=1, padding="same", data_format=fmt)
 
-    if workload == "conv2d-fwd":
+    if not common.conv_backward(workload):
         f = compiled(conv)
     elif _backend == "jax":
         import jax

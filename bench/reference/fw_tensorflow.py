@@ -88,9 +88,9 @@ def prepare(workload, ordering):
         f = function(tf.linalg.matmul)
         return lambda: f(a, b)
     if workload.startswith("conv2d-"):
-        x, kernel = (tf.constant(v) for v in common.conv_operands(rng, ordering))
+        x, kernel = (tf.constant(v) for v in common.conv_operands(rng, ordering, workload))
         conv = conv_fn(ordering)
-        if workload == "conv2d-fwd":
+        if not common.conv_backward(workload):
             f = function(conv)
         else:
 

@@ -3,11 +3,20 @@
 
     table.py annotate KEY=VALUE...        copies JSON lines from stdin to stdout, adding fields
     table.py render RUN.jsonl [--notes NOTES.txt] [--md OUT.md] [--title TEXT]
+    table.py ratio ROWS.jsonl... [--ours cuda] [--reference torch] [--md OUT.md] [--title TEXT]
 
 `render` prints a Markdown table, one row per (workload, ordering, threads), one column per
 side: ours (`cpu`, `blas`) and each reference, each cell the median time of one call and its
 rate; the last column is the best reference's median time over our `cpu` backend's (above 1:
 ours is faster) and names that reference. A side with no row for a case shows "-".
+
+`ratio` compares one of our backends with one reference, e.g. the JSON lines of
+`keras-cli bench --backend cuda --json` and of `bench.py --framework torch --json`, in one
+file or several (`-` is stdin): one row per (workload, ordering), matched on those two fields
+only (not on threads: a GPU run's thread count says little); each side's median time and rate,
+then the reference's median over ours (above 1: ours is faster). A side is the rows whose
+`tag`, else `backend`, is the name given; where a side has several rows for a case, the last
+one read counts.
 """
 
 import argparse
@@ -188,6 +197,80 @@ def render(path, notes_path, md_path, title):
             f.write(text)
 
 
+def read_rows(paths):
+    """Every JSON object of the files' lines (`-`: stdin); other lines are skipped."""
+    rows = []
+    for path in paths:
+        f = sys.stdin if path == "-" else open(path)
+        with f:
+            for line in f:
+                line = line.strip()
+                if not line.startswith("{"):
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and "workload" in row:
+                    rows.append(row)
+    return rows
+
+
+def ratio(paths, ours, reference, md_path, title):
+    sides = {ours: {}, reference: {}}
+    repeated = set()
+    for row in read_rows(paths):
+        side = sides.get(column_of(row))
+        if side is None:
+            continue
+        key = (row["workload"], row.get("ordering"))
+        if key in side:
+            repeated.add((column_of(row), key))
+        side[key] = row
+    order = lambda k: (WORKLOADS.index(k[0]) if k[0] in WORKLOADS else len(WORKLOADS), k[0], k[1] or "")
+    keys = sorted(set(sides[ours]) | set(sides[reference]), key=order)
+    out = [f"## {title}", ""] if title else []
+    out.append(f"Each cell: median time of one call · rate (unit column; for ns/op lower is better). "
+               f"Last column: {reference} time / {ours} time (>1: {ours} is faster).")
+    out.append("")
+    out.append(f"| workload | ord | unit | {ours} | {reference} | {reference} / {ours} |")
+    out.append("|---|---|---|---:|---:|---:|")
+    for key in keys:
+        a, b = sides[ours].get(key), sides[reference].get(key)
+        unit = (a or b).get("rate_unit", "-")
+        cell = lambda r: "-" if r is None else f"{fmt_time(r.get('median_s'))} · {fmt_rate(r.get('rate'))}"
+        times = [r.get("median_s") if r else None for r in (a, b)]
+        if all(t is not None and math.isfinite(t) and t > 0 for t in times):
+            quotient = f"{times[1] / times[0]:.2f}×"
+        else:
+            quotient = "-"
+        out.append(f"| {key[0]} | {key[1] or ''} | {unit} | {cell(a)} | {cell(b)} | {quotient} |")
+    out.append("")
+    for name in (ours, reference):
+        rows = list(sides[name].values())
+        if not rows:
+            out.append(f"* {name}: no rows")
+            continue
+        devices = list(dict.fromkeys(str(r.get("device")) for r in rows))
+        libraries = list(dict.fromkeys(str(r.get("library") or "built-in") for r in rows))
+        out.append(f"* {name}: {'; '.join(libraries)}; {' | '.join(devices)}")
+    notes = {}
+    for row in sides[reference].values():
+        if row.get("notes"):
+            notes.setdefault(row["notes"], []).append(row["workload"] + (f":{row['ordering']}" if row.get("ordering") else ""))
+    for text, cases in notes.items():
+        out.append(f"* {reference} {', '.join(cases)}: {text}")
+    if repeated:
+        out.append("* several rows for " + ", ".join(f"{c} {w}{':' + o if o else ''}" for c, (w, o) in sorted(repeated, key=str))
+                   + ": the last one read is shown")
+    text = "\n".join(out) + "\n"
+    sys.stdout.write(text)
+    if md_path:
+        with open(md_path, "w") as f:
+            f.write(text)
+    return 0 if sides[ours] and sides[reference] else 1
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,12 +281,21 @@ def main():
     r.add_argument("--notes")
     r.add_argument("--md")
     r.add_argument("--title")
+    q = sub.add_parser("ratio", help="one backend of ours against one reference, matched on workload + ordering")
+    q.add_argument("jsonl", nargs="+", help="files of JSON lines (`-`: stdin)")
+    q.add_argument("--ours", default="cuda", help="our side: a backend name or tag (default cuda)")
+    q.add_argument("--reference", default="torch", help="the reference: a backend name or tag (default torch)")
+    q.add_argument("--md")
+    q.add_argument("--title")
     args = parser.parse_args()
     if args.command == "annotate":
         annotate(args.pairs)
+    elif args.command == "ratio":
+        return ratio(args.jsonl, args.ours, args.reference, args.md, args.title)
     else:
         render(args.jsonl, args.notes, args.md, args.title)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -103,3 +103,64 @@ fn train_memory_row_reports_rss_over_the_steps_against_the_live_set() {
     }
     assert!(row["peak_over_live_set"].as_f64().is_some_and(|r| r > 0.0), "{row}");
 }
+
+/// The GPU-sized workloads, which run only when `--workload` names them.
+const GPU_ONLY: [&str; 4] = ["matmul-4096", "matmul-8192", "conv2d-fwd-large", "conv2d-bwd-large"];
+
+/// The cases `keras-cli bench --list ARGS` would run; `KERAS_BACKEND` names no backend, as
+/// `--list` loads none.
+fn listed_cases(args: &[&str]) -> Vec<String> {
+    let home = tempfile::tempdir().unwrap();
+    let mut full = vec!["bench", "--list"];
+    full.extend_from_slice(args);
+    let run = run_cli(home.path(), &[("KERAS_BACKEND", "nosuch")], &full);
+    assert!(run.success, "{run:?}");
+    run.stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn gpu_sized_workloads_run_only_when_named() {
+    let default = listed_cases(&[]);
+    for case in ["matmul-1024", "conv2d-bwd:th", "cnn-train-step:tf", "dispatch", "train-memory"] {
+        assert!(default.iter().any(|c| c == case), "{case} not in {default:?}");
+    }
+    for workload in GPU_ONLY {
+        assert!(!default.iter().any(|c| c.split(':').next() == Some(workload)), "{workload} in {default:?}");
+    }
+    // Accepted by name (clap checks the names), in run order whatever the order asked.
+    let named =
+        listed_cases(&["--workload", "conv2d-bwd-large,matmul-8192,conv2d-fwd-large", "--workload", "matmul-4096"]);
+    let expected = [
+        "matmul-4096",
+        "matmul-8192",
+        "conv2d-fwd-large:tf",
+        "conv2d-fwd-large:th",
+        "conv2d-bwd-large:tf",
+        "conv2d-bwd-large:th",
+    ];
+    assert_eq!(named, expected);
+    let home = tempfile::tempdir().unwrap();
+    let run = run_cli(home.path(), &[], &["bench", "--list", "--workload", "matmul-16384"]);
+    assert!(!run.success && run.stderr.contains("invalid value"), "{run:?}");
+}
+
+#[test]
+fn the_python_references_list_the_same_cases() {
+    // bench/reference/common.py keeps its own copy of the workload list (ours has
+    // `train-memory` too); bench.py --list imports no framework, only the standard library.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/reference/bench.py");
+    let python = |args: &[&str]| -> Option<Vec<String>> {
+        let output = std::process::Command::new("python3").arg(&script).arg("--list").args(args).output().ok()?;
+        assert!(output.status.success(), "{output:?}");
+        Some(String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect())
+    };
+    let ours =
+        |args: &[&str]| -> Vec<String> { listed_cases(args).into_iter().filter(|c| c != "train-memory").collect() };
+    let Some(default) = python(&[]) else {
+        eprintln!("skipped: python3 does not run");
+        return;
+    };
+    assert_eq!(default, ours(&[]));
+    let every = ours(&["--workload", &GPU_ONLY.join(",")]);
+    assert_eq!(python(&["--workload", &GPU_ONLY.join(",")]).unwrap(), every);
+}

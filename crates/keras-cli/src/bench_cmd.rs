@@ -1,13 +1,19 @@
 //! `keras-cli bench`: times a fixed set of workloads (matmul, conv2d forward and backward in
 //! both dim orderings, an MLP and a CNN training step, two element-wise passes over 2^24
 //! floats, and the per-op dispatch cost) on one backend or on all of them, in float32.
+//! Larger matmul and conv2d workloads sized for a GPU (`workloads::GPU_ONLY`) run only when
+//! `--workload` names them, so that the default run stays short on a CPU; `--list` prints the
+//! cases a run would time without running them.
 //!
 //! Each workload is a graph built with the K API and compiled once with `K::function`; the
-//! timed region is one `Function::call`, repeated after untimed warm-up calls (the first call
-//! specialises and plans the graph). How each one is built, what its FLOPs or bytes are and
-//! what crosses the host boundary is documented in `bench/workloads.rs`: operands are
-//! variables and results replace variables, so only the training steps move data to and from
-//! the host (their batch in, their loss out), as a Keras training loop does.
+//! timed region is one `Function::call` followed by the download of a one-element "fence"
+//! variable the call updated, so that on an asynchronous (GPU) backend the time includes the
+//! kernels and not only their launches (the training steps' loss is their fence), repeated
+//! after untimed warm-up calls (the first call specialises and plans the graph). How each one
+//! is built, what its FLOPs or bytes are and what crosses the host boundary is documented in
+//! `bench/workloads.rs`: operands are variables and results replace variables, so only the
+//! training steps move data to and from the host (their batch in, their loss out), as a Keras
+//! training loop does.
 //!
 //! Every (backend, workload) pair runs in a child process of its own (this executable, with
 //! the hidden `--case` option), so that:
@@ -41,7 +47,7 @@ use keras::{
     registry::{self, Backend},
 };
 use serde_json::{Value, json};
-use workloads::{Case, WORKLOADS, all_cases, bench_error};
+use workloads::{Case, WORKLOADS, all_cases, bench_error, runs_by_default};
 
 /// The variables the thread pools of the backends read when they start.
 const THREAD_ENV: [&str; 3] = ["RAYON_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"];
@@ -54,9 +60,16 @@ pub struct BenchArgs {
     #[arg(long)]
     backend: Option<String>,
 
-    /// The workloads to run (comma-separated, or the option repeated). Default: all of them.
+    /// The workloads to run (comma-separated, or the option repeated). Default: all of them but
+    /// the GPU-sized ones (matmul-4096, matmul-8192, conv2d-fwd-large, conv2d-bwd-large), which
+    /// run only when named.
     #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(WORKLOADS))]
     workload: Vec<String>,
+
+    /// Print the cases the run would time (`workload` or `workload:ordering`, one a line) and
+    /// exit, without loading a backend.
+    #[arg(long)]
+    list: bool,
 
     /// Worker threads of the backend (sets RAYON_NUM_THREADS, OPENBLAS_NUM_THREADS and
     /// OMP_NUM_THREADS for the runs). Default: the backend's own choice, usually every core.
@@ -89,8 +102,17 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
     }
     let cases: Vec<Case> = all_cases()
         .into_iter()
-        .filter(|case| args.workload.is_empty() || args.workload.iter().any(|w| w == case.workload))
+        .filter(|case| {
+            if args.workload.is_empty() {
+                runs_by_default(case.workload)
+            } else {
+                args.workload.iter().any(|w| w == case.workload)
+            }
+        })
         .collect();
+    if args.list {
+        return cases.iter().try_for_each(|case| print_line(&case.id()));
+    }
     let mut out = Output { json: args.json, devices: Vec::new() };
     let targets = targets(args.backend.as_deref(), &mut out)?;
     out.header()?;
@@ -255,7 +277,7 @@ fn print_line(line: &str) -> Result<(), Error> {
 }
 
 /// Column widths of the text table, in the order of [`Output::header`].
-const WIDTHS: [usize; 11] = [8, 14, 3, 7, 11, 11, 11, 9, 7, 9, 4];
+const WIDTHS: [usize; 11] = [8, 16, 3, 7, 11, 11, 11, 9, 7, 9, 4];
 
 /// Where rows go: JSON lines, or an aligned table printed row by row, followed by each
 /// backend's device; notes go to stderr with `--json` so that stdout stays JSON.

@@ -28,11 +28,13 @@ pub struct Timing {
     pub max_s: f64,
 }
 
-/// Calls `prepared.function` `warmup` times, then times `repeats` calls (or, with `None`,
-/// between [`MIN_REPEATS`] and [`MAX_REPEATS`] calls, stopping once [`TIME_BUDGET`] is spent).
+/// Calls `prepared` `warmup` times, then times `repeats` calls (or, with `None`, between
+/// [`MIN_REPEATS`] and [`MAX_REPEATS`] calls, stopping once [`TIME_BUDGET`] is spent). Each
+/// call is [`Prepared::call`]: the function and the read-back of its fence, so that a call on
+/// an asynchronous (GPU) backend is timed until its kernels are done, not until they are queued.
 pub fn time_calls(prepared: &Prepared, warmup: usize, repeats: Option<usize>) -> Result<Timing> {
     for _ in 0..warmup {
-        prepared.function.call(&prepared.feeds)?;
+        prepared.call()?;
     }
     let mut times = Vec::new();
     let started = Instant::now();
@@ -45,7 +47,7 @@ pub fn time_calls(prepared: &Prepared, warmup: usize, repeats: Option<usize>) ->
             break;
         }
         let call = Instant::now();
-        prepared.function.call(&prepared.feeds)?;
+        prepared.call()?;
         times.push(call.elapsed().as_secs_f64());
     }
     let (median_s, min_s, max_s) = summary(&mut times);
@@ -101,11 +103,11 @@ pub struct Soak {
     pub peak_rss: Option<u64>,
 }
 
-/// Calls `prepared.function` `warmup` times, resets the peak RSS, then times `steps` calls:
+/// Calls `prepared` `warmup` times, resets the peak RSS, then times `steps` calls:
 /// whether memory stays flat over a long run, and its peak once the run is steady.
 pub fn soak(prepared: &Prepared, warmup: usize, steps: usize) -> Result<(Timing, Soak)> {
     for _ in 0..warmup {
-        prepared.function.call(&prepared.feeds)?;
+        prepared.call()?;
     }
     let reset = reset_peak_rss();
     let rss_after_warmup = rss_bytes();

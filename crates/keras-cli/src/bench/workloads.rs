@@ -7,14 +7,37 @@
 //! moves nothing between host and device: the timed call is the executor and the kernels,
 //! including the allocation of each result buffer. The two training steps are fed their batch
 //! from host arrays and return the loss, as a Keras training loop does.
+//!
+//! The fence. A GPU backend runs its kernels asynchronously: a call that only updates
+//! variables returns once its kernels are queued, so timing the call alone would time the
+//! launches. The plugin contract has no "synchronize", but a download waits for all the work
+//! queued before it (the cuda backend runs everything on one stream). So each kernel workload
+//! also writes one element of its first result into a one-element "fence" variable (a `K::slice`
+//! of one element, reshaped to `(1,)`; where the result already has one element, as in
+//! `dispatch`, its own variable is the fence and no op is added), and [`Prepared::call`] reads
+//! the fence back to the host after `Function::call`: every timed call includes the wait for
+//! its kernels (the download is queued after every kernel of the call, not only after the one
+//! the fence copies from). On the cpu backend, which computes synchronously, this costs one
+//! slice kernel copying one float (about one `dispatch` op, a microsecond or less) and a 4-byte
+//! download per call, against calls of milliseconds. The training steps have no fence: their
+//! call already returns the loss to the host, which waits for the step. `train-memory` is the
+//! MLP step, so it is unchanged too.
+//!
+//! [`GPU_ONLY`] workloads are sized for a big GPU (a call of `matmul-8192` is about a teraflop)
+//! and run only when `--workload` names them.
 
 use keras::{
     Array, Result,
     backend::{self as K, BorderMode, Function, ImageDimOrdering, PoolMode, Tensor},
 };
 
+/// A convolution shape: batch, rows, cols, in and out channels, kernel size.
+type ConvShape = (usize, usize, usize, usize, usize, usize);
 /// Convolution benchmark shape: batch, rows, cols, in and out channels, kernel size.
-const CONV: (usize, usize, usize, usize, usize, usize) = (32, 64, 64, 64, 64, 3);
+const CONV: ConvShape = (32, 64, 64, 64, 64, 3);
+/// The `conv2d-*-large` shape, sized to fill a big GPU: its input, output and (backward) output
+/// gradient are 512 MiB each, about 300 GFLOPs forward.
+const CONV_LARGE: ConvShape = (64, 128, 128, 128, 128, 3);
 /// Elements of the `exp-16m` and `fma-16m` operands (2^24).
 const ELEMENTWISE_LEN: usize = 1 << 24;
 /// Element-wise ops in the `dispatch` graph.
@@ -50,12 +73,17 @@ impl Case {
     }
 }
 
-/// Every workload name, in the order they run.
-pub const WORKLOADS: [&str; 10] = [
+/// Every workload name, in the order they run. Kept in step by hand with `WORKLOADS` of
+/// `bench/reference/common.py` (same names, same order; `train-memory` is ours only).
+pub const WORKLOADS: [&str; 14] = [
     "matmul-1024",
     "matmul-2048",
+    "matmul-4096",
+    "matmul-8192",
     "conv2d-fwd",
     "conv2d-bwd",
+    "conv2d-fwd-large",
+    "conv2d-bwd-large",
     "mlp-train-step",
     "cnn-train-step",
     "exp-16m",
@@ -64,7 +92,18 @@ pub const WORKLOADS: [&str; 10] = [
     "train-memory",
 ];
 
-/// Every case, in run order: the convolutions once per ordering, `tf` first.
+/// The workloads sized for a GPU, run only when `--workload` names them: on a CPU one call
+/// takes seconds to minutes (a `matmul-8192` is 1.1 TFLOPs), and without them `keras-cli bench`
+/// on the cpu backend stays within about two minutes.
+pub const GPU_ONLY: [&str; 4] = ["matmul-4096", "matmul-8192", "conv2d-fwd-large", "conv2d-bwd-large"];
+
+/// Whether `workload` runs when `--workload` is not given (every workload but [`GPU_ONLY`]).
+pub fn runs_by_default(workload: &str) -> bool {
+    !GPU_ONLY.contains(&workload)
+}
+
+/// Every case, in run order: the convolutions once per ordering, `tf` first ([`GPU_ONLY`] ones
+/// included: see [`runs_by_default`]).
 pub fn all_cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for workload in WORKLOADS {
@@ -115,15 +154,31 @@ impl Unit {
     }
 }
 
-/// A compiled workload ready to time: `function.call(&feeds)` is one unit of `work`.
+/// A compiled workload ready to time: [`Prepared::call`] is one unit of `work`.
 pub struct Prepared {
     /// The compiled graph; its updates write the results into variables.
     pub function: Function,
     /// The host arrays each call is fed (empty but for the training steps).
     pub feeds: Vec<Array>,
+    /// The one-element variable read back after each call, so that the call waits for its
+    /// kernels on an asynchronous backend (see the module docs); `None` for the training steps,
+    /// whose loss comes back to the host anyway.
+    pub fence: Option<Tensor>,
     /// FLOPs, bytes, steps or ops done by one call, in the sense of `unit`.
     pub work: f64,
     pub unit: Unit,
+}
+
+impl Prepared {
+    /// One call: `function.call(&feeds)`, then the download of the fence, which returns once
+    /// every kernel the call queued has run.
+    pub fn call(&self) -> Result<()> {
+        self.function.call(&self.feeds)?;
+        if let Some(fence) = &self.fence {
+            K::get_value(fence)?;
+        }
+        Ok(())
+    }
 }
 
 /// Builds and compiles `case` on the current backend (floatx must be float32).
@@ -132,8 +187,12 @@ pub fn prepare(case: Case) -> Result<Prepared> {
     match case.workload {
         "matmul-1024" => matmul(1024),
         "matmul-2048" => matmul(2048),
-        "conv2d-fwd" => conv2d(ordering, false),
-        "conv2d-bwd" => conv2d(ordering, true),
+        "matmul-4096" => matmul(4096),
+        "matmul-8192" => matmul(8192),
+        "conv2d-fwd" => conv2d(CONV, ordering, false),
+        "conv2d-bwd" => conv2d(CONV, ordering, true),
+        "conv2d-fwd-large" => conv2d(CONV_LARGE, ordering, false),
+        "conv2d-bwd-large" => conv2d(CONV_LARGE, ordering, true),
         "mlp-train-step" => mlp_train_step(),
         "cnn-train-step" => cnn_train_step(),
         "exp-16m" => exp_16m(),
@@ -178,33 +237,47 @@ fn glorot(shape: &[usize], fan_in: usize, fan_out: usize, seed: u64) -> Result<T
     random_variable(shape, (6.0 / (fan_in + fan_out) as f32).sqrt(), seed)
 }
 
-/// A function of no inputs whose results each replace a zero variable of their shape: the
-/// results stay on the device and nothing is downloaded.
-fn into_sinks(results: &[Tensor]) -> Result<Function> {
-    let mut updates = Vec::with_capacity(results.len());
+/// A function of no inputs whose results each replace a zero variable of their shape (the
+/// results stay on the device and the call downloads nothing), and its fence: a `(1,)`
+/// variable that the function also sets to the first element of the first result (one slice
+/// kernel), or the first result's own variable where that result has one element (no op
+/// added). See the module docs.
+fn into_sinks(results: &[Tensor]) -> Result<(Function, Tensor)> {
+    let mut updates = Vec::with_capacity(results.len() + 1);
     for result in results {
         let shape = result.static_shape().ok_or_else(|| {
             bench_error(format!("internal: a result has the unknown shape {:?}", K::int_shape(result)))
         })?;
         updates.push((K::zeros(&shape, None)?, result.clone()));
     }
-    K::function(&[], &[], &updates)
+    let (first_sink, first) = updates.first().cloned().ok_or_else(|| bench_error("internal: no result".into()))?;
+    let fence = if first.static_shape().is_some_and(|s| s.iter().product::<usize>() == 1) {
+        first_sink
+    } else {
+        let element = K::slice(&first, &vec![(0, Some(1)); first.ndim()])?;
+        let fence = K::zeros(&[1], None)?;
+        updates.push((fence.clone(), K::reshape(&element, &[1])?));
+        fence
+    };
+    Ok((K::function(&[], &[], &updates)?, fence))
 }
 
 /// `(n, n) · (n, n)`: `2·n³` FLOPs.
 fn matmul(n: usize) -> Result<Prepared> {
     let a = random_variable(&[n, n], 1.0, 1)?;
     let b = random_variable(&[n, n], 1.0, 2)?;
-    let function = into_sinks(&[K::dot(&a, &b)?])?;
-    Ok(Prepared { function, feeds: Vec::new(), work: 2.0 * (n * n * n) as f64, unit: Unit::GflopPerS })
+    let (function, fence) = into_sinks(&[K::dot(&a, &b)?])?;
+    let work = 2.0 * (n * n * n) as f64;
+    Ok(Prepared { function, feeds: Vec::new(), fence: Some(fence), work, unit: Unit::GflopPerS })
 }
 
-/// The [`CONV`] convolution, `same`, stride 1. Forward: `2·B·Ho·Wo·Cout·Cin·kh·kw` FLOPs.
-/// Backward: the data and filter gradients of `sum(y)`, twice the forward FLOPs; the output
-/// gradient is the lowered `ones` seed of `K::gradients` (one fill of the output's size per
-/// call), and the forward convolution is not run.
-fn conv2d(ordering: ImageDimOrdering, backward: bool) -> Result<Prepared> {
-    let (batch, rows, cols, cin, cout, k) = CONV;
+/// The convolution of `shape` ([`CONV`] or [`CONV_LARGE`]), `same`, stride 1. Forward:
+/// `2·B·Ho·Wo·Cout·Cin·kh·kw` FLOPs. Backward: the data and filter gradients of `sum(y)`, twice
+/// the forward FLOPs; the output gradient is the lowered `ones` seed of `K::gradients` (one
+/// fill of the output's size per call), and the forward convolution is not run. The fence
+/// reads the data gradient.
+fn conv2d(shape: ConvShape, ordering: ImageDimOrdering, backward: bool) -> Result<Prepared> {
+    let (batch, rows, cols, cin, cout, k) = shape;
     let (x_shape, k_shape) = match ordering {
         ImageDimOrdering::Tf => ([batch, rows, cols, cin], [k, k, cin, cout]),
         ImageDimOrdering::Th => ([batch, cin, rows, cols], [cout, cin, k, k]),
@@ -213,12 +286,12 @@ fn conv2d(ordering: ImageDimOrdering, backward: bool) -> Result<Prepared> {
     let kernel = glorot(&k_shape, cin * k * k, cout * k * k, 4)?;
     let y = K::conv2d(&x, &kernel, (1, 1), BorderMode::Same, Some(ordering), (1, 1))?;
     let forward_flops = 2.0 * (batch * rows * cols * cout * cin * k * k) as f64;
-    let (function, work) = if backward {
+    let ((function, fence), work) = if backward {
         (into_sinks(&K::gradients(&y, &[x, kernel])?)?, 2.0 * forward_flops)
     } else {
         (into_sinks(&[y])?, forward_flops)
     };
-    Ok(Prepared { function, feeds: Vec::new(), work, unit: Unit::GflopPerS })
+    Ok(Prepared { function, feeds: Vec::new(), fence: Some(fence), work, unit: Unit::GflopPerS })
 }
 
 /// The pre-activation `x · W + b` of a dense layer with a Glorot-uniform `W` and zero `b`; its variables
@@ -264,7 +337,8 @@ fn mlp_train_step() -> Result<Prepared> {
     let h2 = K::relu(&dense(&h1, 512, 512, 7, &mut params)?, 0.0, None)?;
     let logits = dense(&h2, 512, 10, 8, &mut params)?;
     let function = sgd_step(&x, &logits, &params, 10)?;
-    Ok(Prepared { function, feeds: batch(&[TRAIN_BATCH, 784], 10)?, work: 1.0, unit: Unit::StepsPerS })
+    let feeds = batch(&[TRAIN_BATCH, 784], 10)?;
+    Ok(Prepared { function, feeds, fence: None, work: 1.0, unit: Unit::StepsPerS })
 }
 
 /// A `tf`-ordered `valid` 3×3 convolution with `filters` outputs, bias and relu, then a 2×2
@@ -287,14 +361,16 @@ fn cnn_train_step() -> Result<Prepared> {
     let p2 = conv_block(&p1, 32, 64, 10, &mut params)?;
     let logits = dense(&K::batch_flatten(&p2)?, 5 * 5 * 64, 10, 11, &mut params)?;
     let function = sgd_step(&x, &logits, &params, 10)?;
-    Ok(Prepared { function, feeds: batch(&[TRAIN_BATCH, 28, 28, 1], 10)?, work: 1.0, unit: Unit::StepsPerS })
+    let feeds = batch(&[TRAIN_BATCH, 28, 28, 1], 10)?;
+    Ok(Prepared { function, feeds, fence: None, work: 1.0, unit: Unit::StepsPerS })
 }
 
 /// `exp(x)` over 2^24 float32: 4 bytes read and 4 written per element.
 fn exp_16m() -> Result<Prepared> {
     let x = random_variable(&[ELEMENTWISE_LEN], 1.0, 12)?;
-    let function = into_sinks(&[K::exp(&x)?])?;
-    Ok(Prepared { function, feeds: Vec::new(), work: (8 * ELEMENTWISE_LEN) as f64, unit: Unit::GbPerS })
+    let (function, fence) = into_sinks(&[K::exp(&x)?])?;
+    let work = (8 * ELEMENTWISE_LEN) as f64;
+    Ok(Prepared { function, feeds: Vec::new(), fence: Some(fence), work, unit: Unit::GbPerS })
 }
 
 /// `a * b + c` over 2^24 float32: counted as 3 operands read and 1 result written (16 bytes
@@ -304,19 +380,23 @@ fn fma_16m() -> Result<Prepared> {
     let a = random_variable(&[ELEMENTWISE_LEN], 1.0, 13)?;
     let b = random_variable(&[ELEMENTWISE_LEN], 1.0, 14)?;
     let c = random_variable(&[ELEMENTWISE_LEN], 1.0, 15)?;
-    let function = into_sinks(&[((&a * &b)? + &c)?])?;
-    Ok(Prepared { function, feeds: Vec::new(), work: (16 * ELEMENTWISE_LEN) as f64, unit: Unit::GbPerS })
+    let (function, fence) = into_sinks(&[((&a * &b)? + &c)?])?;
+    let work = (16 * ELEMENTWISE_LEN) as f64;
+    Ok(Prepared { function, feeds: Vec::new(), fence: Some(fence), work, unit: Unit::GbPerS })
 }
 
 /// [`DISPATCH_OPS`] element-wise ops on a `(1,)` tensor, alternately `y + x` and `-y` (bounded
 /// values, one binary and one unary kernel per pair): the cost per op of the executor and the
-/// plugin boundary.
+/// plugin boundary. The result has one element, so its own variable is the fence: the graph
+/// stays [`DISPATCH_OPS`] ops, and the per-op time includes the call's one 4-byte download,
+/// spread over them (a GPU backend's wait for its last kernel must be in it).
 fn dispatch() -> Result<Prepared> {
     let x = random_variable(&[1], 1.0, 16)?;
     let mut y = x.clone();
     for i in 0..DISPATCH_OPS {
         y = if i % 2 == 0 { (&y + &x)? } else { (-&y)? };
     }
-    let function = into_sinks(&[y])?;
-    Ok(Prepared { function, feeds: Vec::new(), work: DISPATCH_OPS as f64, unit: Unit::NsPerOp })
+    let (function, fence) = into_sinks(&[y])?;
+    let work = DISPATCH_OPS as f64;
+    Ok(Prepared { function, feeds: Vec::new(), fence: Some(fence), work, unit: Unit::NsPerOp })
 }
