@@ -9,6 +9,14 @@ cd "$(dirname "$0")/.."
 # The blas backend links the system OpenBLAS: install it (as root) or say what to install.
 ./scripts/system-deps.sh
 
+# NVRTC and ptxas (PyPI wheels, no GPU needed) for the CUDA kernel-source check. Where they
+# cannot be installed that check says why it skips; under CI (CI=true) it fails instead.
+if cuda_tools="$(./scripts/cuda-tools.sh)"; then
+    eval "$cuda_tools"
+else
+    echo "warning: NVRTC/ptxas could not be installed (scripts/cuda-tools.sh); the CUDA kernel check will skip" >&2
+fi
+
 cargo build --workspace --all-targets --examples
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --examples -- -D warnings

@@ -114,3 +114,23 @@ fn backend_use_writes_keras_json_keeping_other_fields() {
     let written: serde_json::Value = serde_json::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(written["backend"], "cpu");
 }
+
+#[test]
+fn cuda_without_a_usable_gpu_fails_to_start_in_one_line_and_is_listed_with_the_reason() {
+    let home = tempfile::tempdir().unwrap();
+    let run = run_cli(home.path(), &[("KERAS_BACKEND", "cuda")], &["backend"]);
+    if run.success {
+        eprintln!("skipped: this machine runs the cuda backend, so its load error cannot be seen here");
+        return;
+    }
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(run.stderr.starts_with("error: backend `cuda` failed to start: cuda: "), "{run:?}");
+    let reasons = ["no CUDA driver found (libcuda.so.1)", "NVRTC not found", "cuBLAS not found", "failed:"];
+    assert!(reasons.iter().any(|r| run.stderr.contains(r)), "{run:?} gives none of the known reasons");
+    let reason = run.stderr.trim_end().trim_start_matches("error: backend `cuda` failed to start: ");
+
+    let list = run_cli(home.path(), &[], &["backend", "list"]);
+    assert!(list.success, "{list:?}");
+    let line = list.stdout.lines().find(|l| l.starts_with("cuda failed: ")).unwrap_or_else(|| panic!("{list:?}"));
+    assert!(line.contains(reason), "{line} should give the reason {reason}");
+}
