@@ -12,7 +12,7 @@
 //! (`backend-cpu/src/ops/conv.rs` and `window.rs`) condition for condition and message for
 //! message; [`Window`] is the same geometry, also used by pooling.
 
-mod cudnn;
+pub(crate) mod cudnn;
 
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use keras_backend_api::{BackendError, ConvParams, DType, Layout, TensorRef, shape::conv_output_len};

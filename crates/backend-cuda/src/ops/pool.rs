@@ -1,18 +1,22 @@
-//! pool and pool_backward on the backend's own kernels (`kernels/pool.cu`), on both
-//! convolution paths.
+//! pool and pool_backward: forward on cuDNN where it computes the contract's operation
+//! exactly ([`cudnn`], on [`ConvPath::Cudnn`]), everything else on the backend's own kernels
+//! (`kernels/pool.cu`).
 //!
-//! Forward is one thread per output element; backward is a gather, one thread per input
-//! element visiting the windows that contain it, so there are no atomics and the sums are
-//! added in the CPU backend's order (output order): both results match the CPU bit for bit.
-//! cuDNN is not used: its max-pooling backward may route ties differently from the contract's
-//! "first maximum", and pooling is memory-bound, so the own kernels lose little.
+//! The own forward is one thread per output element; backward is a gather, one thread per
+//! input element visiting the windows that contain it, so there are no atomics and the sums
+//! are added in the CPU backend's order (output order): both results match the CPU bit for
+//! bit. Backward always runs on the own kernels: cuDNN's max-pooling backward may route ties
+//! differently from the contract's "first maximum", and cudarc offers no way to call cuDNN's
+//! pooling backward (see [`cudnn`]).
+
+mod cudnn;
 
 use cudarc::driver::DeviceRepr;
 use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams, TensorRef};
 
 use super::conv::{Window, float_dtype, fmt_shape, refuse_alias};
 use crate::{
-    Device, Result,
+    ConvPath, Device, Result,
     device::{Kernel, grid_1d},
     ops::dtype_suffix,
 };
@@ -28,6 +32,9 @@ pub fn pool(d: &Device, x: TensorRef<'_>, out: TensorRef<'_>, p: &PoolParams<'_>
     let geo = PoolGeometry::new(KERNEL, "out", &x.shape, &out.shape, p)?;
     let dtype = pair_dtype(KERNEL, xo.dtype, yo.dtype)?;
     if yo.len == 0 {
+        return Ok(());
+    }
+    if d.conv_path == ConvPath::Cudnn && cudnn::pool(d, &geo, p, dtype, &xo, &yo)? {
         return Ok(());
     }
     let raw = geo.raw(p.mode);
