@@ -5,7 +5,7 @@
 #   run (device tool), carry ["target/gpu-bundle"], timeout 480:
 #     bash scripts/gpu-check.sh
 #
-# It runs, each step time-boxed so the whole fits in 6 minutes:
+# It runs, each step time-boxed (45 + 75 + 75 + 80 + 70 s at most) so the whole fits in 6 minutes:
 #   1. `keras-cli backend` on cuda (the device, the libraries found);
 #   2. the conformance suite with its gradient checks on cuda, once with cuDNN convolution
 #      (KERAS_CUDA_CONV=cudnn) and once with the backend's own kernels (KERAS_CUDA_CONV=own);
@@ -59,12 +59,12 @@ step() { # name, seconds, command...
     return $rc
 }
 
-step "backend" 60 "$cli" backend || { echo "gpu-check: the cuda backend does not start; nothing else can run"; exit 1; }
+step "backend" 45 "$cli" backend || { echo "gpu-check: the cuda backend does not start; nothing else can run"; exit 1; }
 
 cases=tests/conformance/keras1
-KERAS_CUDA_CONV=cudnn step "conformance (cuDNN convolution)" 90 \
+KERAS_CUDA_CONV=cudnn step "conformance (cuDNN convolution)" 75 \
     "$cli" conformance --backend cuda --cases "$cases" --json > "$out/conformance-cudnn.jsonl"
-KERAS_CUDA_CONV=own step "conformance (own convolution kernels)" 90 \
+KERAS_CUDA_CONV=own step "conformance (own convolution kernels)" 75 \
     "$cli" conformance --backend cuda --cases "$cases" --json > "$out/conformance-own.jsonl"
 # The closing line of each run, then its failures (names and first mismatches).
 for path in cudnn own; do
@@ -79,8 +79,8 @@ PY
 done
 
 workloads=matmul-4096,matmul-8192,conv2d-fwd,conv2d-bwd,conv2d-fwd-large,conv2d-bwd-large,mlp-train-step,cnn-train-step
-step "bench cuda" 100 "$cli" bench --backend cuda --json --workload "$workloads" > "$out/bench-cuda.jsonl"
-step "bench torch" 80 python3 bench/reference/bench.py --framework torch --json --workload "$workloads" \
+step "bench cuda" 80 "$cli" bench --backend cuda --json --workload "$workloads" > "$out/bench-cuda.jsonl"
+step "bench torch" 70 python3 bench/reference/bench.py --framework torch --json --workload "$workloads" \
     > "$out/bench-torch.jsonl"
 
 echo
