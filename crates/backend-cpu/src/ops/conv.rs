@@ -23,12 +23,13 @@ use std::ops::Range;
 use keras_backend_api::{BackendError, ConvParams, Layout};
 use rayon::prelude::*;
 
+use super::conv_direct::DirectConv;
 use super::element::{Float, several_threads};
 use super::matmul::{GemmEngine, GemmScalar, MatView, gemm};
 use super::window::{Window, fmt_shape, with_float_triple};
 use super::{Tensor, TensorMut};
-use crate::Result;
 use crate::simd::vectorized;
+use crate::{CpuStorage, Result};
 
 /// Elements of patch-matrix scratch per worker (16 MiB of f32): large enough for efficient
 /// GEMMs, small enough that a large image does not need a gigabyte-sized im2col buffer. Tests
@@ -50,6 +51,12 @@ pub fn conv(
 ) -> Result<()> {
     const NAMES: [&str; 3] = ["x", "kernel", "out"];
     let geo = ConvGeometry::new("conv", NAMES, x.shape, kernel.shape, out.shape, params)?;
+    if let (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(y)) = (x.data, kernel.data, &mut *out.data)
+        && let Some(direct) = geo.direct()
+        && direct.forward(x, w, y)
+    {
+        return Ok(());
+    }
     with_float_triple!("conv", NAMES, (x.data, kernel.data, out.data), (x, w, y) => forward(engine, &geo, x, w, y))
 }
 
@@ -64,6 +71,12 @@ pub fn conv_backward_data(
 ) -> Result<()> {
     const NAMES: [&str; 3] = ["dx", "kernel", "dy"];
     let geo = ConvGeometry::new("conv_backward_data", NAMES, dx.shape, kernel.shape, dy.shape, params)?;
+    if let (CpuStorage::F32(dy), CpuStorage::F32(w), CpuStorage::F32(dx)) = (dy.data, kernel.data, &mut *dx.data)
+        && let Some(direct) = geo.direct()
+        && direct.backward_data(dy, w, dx)
+    {
+        return Ok(());
+    }
     with_float_triple!(
         "conv_backward_data",
         ["dy", "kernel", "dx"],
@@ -83,6 +96,12 @@ pub fn conv_backward_filter(
 ) -> Result<()> {
     const NAMES: [&str; 3] = ["x", "dkernel", "dy"];
     let geo = ConvGeometry::new("conv_backward_filter", NAMES, x.shape, dkernel.shape, dy.shape, params)?;
+    if let (CpuStorage::F32(x), CpuStorage::F32(dy), CpuStorage::F32(dk)) = (x.data, dy.data, &mut *dkernel.data)
+        && let Some(direct) = geo.direct()
+        && direct.backward_filter(x, dy, dk)
+    {
+        return Ok(());
+    }
     with_float_triple!(
         "conv_backward_filter",
         ["x", "dy", "dkernel"],
@@ -307,6 +326,16 @@ impl ConvGeometry {
         // `k` is the shape of a live buffer (checked by the dispatch layer), so its taps fit.
         let taps = window.taps();
         Ok(ConvGeometry { layout: params.layout, batch, channels, out_channels, groups, window, taps })
+    }
+
+    /// The direct (no im2col) plan for f32, when [`DirectConv`] takes this convolution.
+    /// ChannelsFirst stays on the GEMM path: running the direct kernels on transposed copies
+    /// (blocked scalar transposes of the images) measured slower than GEMM end to end.
+    fn direct(&self) -> Option<DirectConv> {
+        if self.layout != Layout::ChannelsLast {
+            return None;
+        }
+        DirectConv::new(&self.window, self.batch, self.channels, self.out_channels, self.groups)
     }
 
     /// Input channels per group.
@@ -1067,6 +1096,85 @@ mod tests {
             let y_cl = cl.forward(&x_cl, &w_cl, DType::F64).unwrap();
             assert_close("layouts", &transpose(&y_cf, &cf.y_shape(), &to_last), &y_cl, 1e-12);
         }
+    }
+
+    /// The f32 direct kernels (taken for ChannelsLast 2-D f32 on AVX-512 CPUs) against the f64
+    /// GEMM path, over channel counts off the 16-lane grid, edges, asymmetric padding and
+    /// strides; on other CPUs this checks the f32 GEMM path instead.
+    #[test]
+    fn direct_path_matches_gemm_path() {
+        use Layout::ChannelsLast as CL;
+        let mut cases = Vec::new();
+        for (n, &(cin, cout)) in
+            [(1, 1), (3, 17), (17, 3), (1, 32), (32, 64), (64, 64), (64, 70), (70, 32), (16, 48)].iter().enumerate()
+        {
+            let batch = [1, 3][n % 2];
+            cases.push(Case::new(CL, &[9, 11], &[3, 3]).channels(cin, cout, 1).batch(batch).pad(&[1, 1], &[1, 1]));
+            cases.push(Case::new(CL, &[8, 13], &[3, 3]).channels(cin, cout, 1).batch(batch).pad(&[1, 0], &[0, 2]));
+            cases.push(
+                Case::new(CL, &[9, 10], &[3, 3])
+                    .channels(cin, cout, 1)
+                    .batch(batch)
+                    .strides(&[2, 2])
+                    .pad(&[1, 1], &[1, 1]),
+            );
+            cases.push(
+                Case::new(CL, &[7, 12], &[2, 4])
+                    .channels(cin, cout, 1)
+                    .batch(batch)
+                    .strides(&[1, 2])
+                    .pad(&[0, 2], &[1, 1]),
+            );
+        }
+        cases.extend([
+            // valid, like the CNN training step; a window wider than the image; pointwise;
+            // padding beyond the window (the data gradient falls back); 1-d; a tile-sized row.
+            Case::new(CL, &[12, 12], &[3, 3]).channels(1, 32, 1).batch(3),
+            Case::new(CL, &[13, 13], &[3, 3]).channels(32, 64, 1),
+            Case::new(CL, &[3, 2], &[5, 5]).channels(3, 20, 1).pad(&[2, 2], &[2, 2]),
+            Case::new(CL, &[5, 6], &[1, 1]).channels(20, 33, 1).pad(&[1, 0], &[0, 1]),
+            Case::new(CL, &[5, 6], &[2, 2]).channels(5, 18, 1).pad(&[3, 2], &[0, 0]),
+            Case::new(CL, &[21], &[3]).channels(17, 40, 1).pad(&[1], &[1]),
+            Case::new(CL, &[4, 64], &[3, 3]).channels(16, 64, 1).pad(&[1, 1], &[1, 1]),
+        ]);
+        for (n, case) in cases.iter().enumerate() {
+            let (x, w, dy) = case.inputs(1000 + n as u64);
+            let reduced = (case.channels * case.kernel.iter().product::<usize>()) as f64;
+            let tol = 1e-5 * reduced.sqrt().max(1.0);
+            let want = case.forward(&x, &w, DType::F64).unwrap();
+            assert_close(&format!("forward {case:?}"), &case.forward(&x, &w, DType::F32).unwrap(), &want, tol);
+            let dx_tol = 1e-5 * ((case.out_channels * case.kernel.iter().product::<usize>()) as f64).sqrt();
+            let want = case.backward_data(&dy, &w, DType::F64).unwrap();
+            assert_close(&format!("dx {case:?}"), &case.backward_data(&dy, &w, DType::F32).unwrap(), &want, dx_tol);
+            let pixels = (case.batch * case.out_spatial().iter().product::<usize>()) as f64;
+            let want = case.backward_filter(&x, &dy, DType::F64).unwrap();
+            let got = case.backward_filter(&x, &dy, DType::F32).unwrap();
+            assert_close(&format!("dw {case:?}"), &got, &want, 1e-5 * pixels.sqrt());
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn direct_path_takes_only_its_cases() {
+        let geometry = |case: &Case| {
+            let params = case.params();
+            ConvGeometry::new(
+                "conv",
+                ["x", "kernel", "out"],
+                &case.x_shape(),
+                &case.k_shape(),
+                &case.y_shape(),
+                &params,
+            )
+            .unwrap()
+        };
+        let plain = Case::new(Layout::ChannelsLast, &[5, 5], &[3, 3]);
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        assert_eq!(geometry(&plain).direct().is_some(), avx512);
+        assert!(geometry(&Case { layout: Layout::ChannelsFirst, ..plain.clone() }).direct().is_none());
+        assert!(geometry(&plain.clone().dilation(&[1, 2])).direct().is_none());
+        assert!(geometry(&plain.clone().channels(4, 6, 2)).direct().is_none());
+        assert!(geometry(&Case::new(Layout::ChannelsLast, &[3, 3, 3], &[2, 2, 2])).direct().is_none());
     }
 
     fn error(case: &Case, x_shape: &[usize], k_shape: &[usize], y_shape: &[usize]) -> BackendError {

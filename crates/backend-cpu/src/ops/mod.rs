@@ -3,6 +3,7 @@
 //! writes `out`.
 
 pub mod conv;
+pub mod conv_direct;
 pub mod element;
 pub mod elementwise;
 pub mod fused;

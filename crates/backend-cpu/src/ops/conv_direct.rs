@@ -1,0 +1,623 @@
+//! Direct (no im2col) f32 convolution for ChannelsLast 2-D inputs on AVX-512 CPUs: forward,
+//! data gradient (stride 1) and filter gradient.
+//!
+//! With ChannelsLast data and a `(kh, kw, Cin, Cout)` kernel, one kernel row `kh` read by an
+//! output pixel is a *contiguous* run of `kw·Cin` input values (the taps of that row, channel
+//! vectors side by side), multiplied by `kw·Cin` consecutive kernel rows of `Cout` values. So
+//! every product term is indexed by a *reduction row* `j = kw_tap·Cin + c` that advances the
+//! input and the kernel linearly; a tap that falls in the padding just shortens the run.
+//!
+//! * Forward ([`DirectConv::forward`]): a register tile of up to `max_rows` consecutive
+//!   output pixels of one output row × up to 64 output channels (4 zmm per pixel). For each
+//!   reduction row the tile loads the kernel row once and broadcasts each pixel's input
+//!   value: `R·NV` FMAs for `NV + R` loads, the accumulators never leave registers. Pixels
+//!   whose window crosses the left or right edge run as 1-pixel tiles with the run clipped.
+//! * Data gradient, stride 1 ([`DirectConv::backward_data`]): the forward convolution of
+//!   `dy` with the kernel flipped spatially and its channel axes swapped, padded
+//!   `k - 1 - pad_before` before.
+//! * Filter gradient ([`DirectConv::backward_filter`]): the same reduction rows, now as the
+//!   tile's rows: a tile of up to `max_rows` consecutive rows `j` × 64 output channels of
+//!   `dkernel[kh]` accumulates, over the pixels of one output row, `x[pixel, j] · dy[pixel]`.
+//!
+//! Output channels beyond a multiple of 16 use masked loads and stores. Everything else
+//! (f64, ChannelsFirst, 3-D, dilation, groups, CPUs without AVX-512, fewer than 16 output
+//! channels where the lanes would idle, the data gradient of a strided convolution) stays
+//! on the GEMM path
+//! in [`conv`](super::conv); [`DirectConv::new`] says which cases come here.
+
+use std::ops::Range;
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::element::several_threads;
+use super::window::Window;
+
+/// Output channels one tile covers: 4 zmm vectors of 16 floats.
+const BLOCK: usize = 64;
+
+/// Output rows per forward rayon task on a pool of several threads: enough work to amortise
+/// a task, many tasks to balance the cores.
+const ROWS_PER_TASK: usize = 4;
+
+/// Fewest output channels (the vector lanes of a tile) for which the direct kernels beat the
+/// GEMM path.
+const MIN_LANES: usize = 16;
+
+/// Tile rows for `nv` vectors of output channels: as many accumulators as fit in the 32 zmm
+/// registers next to the `nv` kernel (or `dy`) vectors and one broadcast.
+const fn max_rows(nv: usize) -> usize {
+    match nv {
+        1 => 14,
+        2 => 12,
+        3 => 8,
+        _ => 6,
+    }
+}
+
+/// The geometry of a convolution the direct kernels take (see [`DirectConv::new`]): a
+/// ChannelsLast 2-D (or 1-D, as one row) f32 convolution without dilation or groups.
+#[derive(Clone, Debug)]
+pub struct DirectConv {
+    batch: usize,
+    /// Input rows, columns and channels.
+    h: usize,
+    w: usize,
+    cin: usize,
+    /// Output rows, columns and channels.
+    ho: usize,
+    wo: usize,
+    cout: usize,
+    /// Kernel rows and columns.
+    kh: usize,
+    kw: usize,
+    /// Row and column stride.
+    sh: usize,
+    sw: usize,
+    /// Padding before the first row and column.
+    pt: usize,
+    pl: usize,
+}
+
+impl DirectConv {
+    /// The direct plan for a convolution over `window` with `groups` groups, its data in
+    /// ChannelsLast order, or `None` when this module does not take it: more than 2 spatial
+    /// dims, dilation, groups, no AVX-512 on this CPU, or nothing to compute (no channels, an
+    /// empty image or output: the GEMM path's special cases handle those).
+    pub fn new(window: &Window, batch: usize, cin: usize, cout: usize, groups: usize) -> Option<Self> {
+        if groups != 1 || window.rank > 2 || !avx512() {
+            return None;
+        }
+        if window.dilation[1..] != [1, 1] || window.window[1..].contains(&0) || cin == 0 || cout == 0 {
+            return None;
+        }
+        if window.input_len() == 0 || window.output_len() == 0 {
+            return None;
+        }
+        Some(DirectConv {
+            batch,
+            h: window.input[1],
+            w: window.input[2],
+            cin,
+            ho: window.output[1],
+            wo: window.output[2],
+            cout,
+            kh: window.window[1],
+            kw: window.window[2],
+            sh: window.stride[1],
+            sw: window.stride[2],
+            pt: window.pad_before[1],
+            pl: window.pad_before[2],
+        })
+    }
+
+    /// `y = conv(x, kernel)`. `x`, `kernel` and `y` have this plan's shapes (checked by the
+    /// caller); returns `false`, having written nothing, if they do not or when not
+    /// [`takes_forward`](Self::takes_forward).
+    pub fn forward(&self, x: &[f32], kernel: &[f32], y: &mut [f32]) -> bool {
+        if !self.takes_forward() {
+            return false;
+        }
+        let x_len = self.h * self.w * self.cin;
+        let y_len = self.ho * self.wo * self.cout;
+        if x.len() != self.batch * x_len || y.len() != self.batch * y_len || kernel.len() != self.kernel_len() {
+            return false;
+        }
+        let row_len = self.wo * self.cout;
+        let one_row = |(r, y_row): (usize, &mut [f32])| {
+            let (b, oy) = (r / self.ho, r % self.ho);
+            self.forward_row(&x[b * x_len..(b + 1) * x_len], kernel, oy, y_row);
+        };
+        if several_threads() {
+            y.par_chunks_mut(row_len).enumerate().with_min_len(ROWS_PER_TASK).for_each(one_row);
+        } else {
+            y.chunks_mut(row_len).enumerate().for_each(one_row);
+        }
+        true
+    }
+
+    /// The data gradient `dx` of [`forward`](Self::forward) for `dy`, when
+    /// [`takes_backward_data`](Self::takes_backward_data); `false`, having written nothing,
+    /// otherwise.
+    pub fn backward_data(&self, dy: &[f32], kernel: &[f32], dx: &mut [f32]) -> bool {
+        if !self.takes_backward_data() || kernel.len() != self.kernel_len() {
+            return false;
+        }
+        // flipped[kh', kw', co, ci] = kernel[kh - 1 - kh', kw - 1 - kw', ci, co]
+        let mut flipped = vec![0.0f32; kernel.len()];
+        let taps = self.kh * self.kw;
+        for (t, block) in flipped.chunks_mut(self.cout * self.cin).enumerate() {
+            let source = &kernel[(taps - 1 - t) * self.cin * self.cout..][..self.cin * self.cout];
+            for (co, row) in block.chunks_mut(self.cin).enumerate() {
+                for (ci, v) in row.iter_mut().enumerate() {
+                    *v = source[ci * self.cout + co];
+                }
+            }
+        }
+        let transposed = DirectConv {
+            batch: self.batch,
+            h: self.ho,
+            w: self.wo,
+            cin: self.cout,
+            ho: self.h,
+            wo: self.w,
+            cout: self.cin,
+            kh: self.kh,
+            kw: self.kw,
+            sh: 1,
+            sw: 1,
+            pt: self.kh - 1 - self.pt,
+            pl: self.kw - 1 - self.pl,
+        };
+        transposed.forward(dy, &flipped, dx)
+    }
+
+    /// The filter gradient `dkernel` of [`forward`](Self::forward) for `x` and `dy`, summed
+    /// over the batch; `false`, having written nothing, if the lengths do not match the plan
+    /// or when not [`takes_backward_filter`](Self::takes_backward_filter).
+    pub fn backward_filter(&self, x: &[f32], dy: &[f32], dkernel: &mut [f32]) -> bool {
+        if !self.takes_backward_filter() {
+            return false;
+        }
+        let x_len = self.h * self.w * self.cin;
+        let y_len = self.ho * self.wo * self.cout;
+        if x.len() != self.batch * x_len || dy.len() != self.batch * y_len || dkernel.len() != self.kernel_len() {
+            return false;
+        }
+        dkernel.fill(0.0);
+        let accumulate = |x_task: &[f32], dy_task: &[f32], dk: &mut [f32]| {
+            for (x_b, dy_b) in x_task.chunks(x_len).zip(dy_task.chunks(y_len)) {
+                for oy in 0..self.ho {
+                    self.filter_row(x_b, &dy_b[oy * self.wo * self.cout..][..self.wo * self.cout], oy, dk);
+                }
+            }
+        };
+        let per_task = self.batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
+        if !several_threads() || per_task >= self.batch {
+            accumulate(x, dy, dkernel);
+            return true;
+        }
+        // Each task sums its batch elements into a private partial; the partials are added
+        // in task order, so the result does not depend on scheduling.
+        let partials: Vec<Vec<f32>> = x
+            .par_chunks(x_len * per_task)
+            .zip(dy.par_chunks(y_len * per_task))
+            .map(|(x_task, dy_task)| {
+                let mut partial = vec![0.0f32; dkernel.len()];
+                accumulate(x_task, dy_task, &mut partial);
+                partial
+            })
+            .collect();
+        for partial in partials {
+            dkernel.iter_mut().zip(partial).for_each(|(d, p)| *d += p);
+        }
+        true
+    }
+
+    /// Whether [`forward`](Self::forward) runs here: the tiles are 16 output channels wide,
+    /// so with fewer than 16 most lanes would idle and the GEMM path wins.
+    pub fn takes_forward(&self) -> bool {
+        self.cout >= MIN_LANES
+    }
+
+    /// Whether [`backward_data`](Self::backward_data) runs here: stride 1, padding before
+    /// of at most `k - 1` (the flipped convolution needs no negative padding), and input
+    /// channels (its output channels) to fill the lanes.
+    pub fn takes_backward_data(&self) -> bool {
+        self.sh == 1 && self.sw == 1 && self.pt < self.kh && self.pl < self.kw && self.cin >= MIN_LANES
+    }
+
+    /// Whether [`backward_filter`](Self::backward_filter) runs here: enough output channels
+    /// to fill the lanes.
+    pub fn takes_backward_filter(&self) -> bool {
+        self.cout >= MIN_LANES
+    }
+
+    fn kernel_len(&self) -> usize {
+        self.kh * self.kw * self.cin * self.cout
+    }
+
+    /// Kernel rows whose input row lies inside the image for output row `oy`, with that input
+    /// row.
+    fn valid_rows(&self, oy: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.kh).filter_map(move |r| {
+            let iy = (oy * self.sh + r).checked_sub(self.pt)?;
+            (iy < self.h).then_some((r, iy))
+        })
+    }
+
+    /// The output columns whose kernel column `c` reads inside the image:
+    /// `pl ≤ ox·sw + c < pl + w`.
+    fn valid_columns(&self, c: usize) -> Range<usize> {
+        let lo = self.pl.saturating_sub(c).div_ceil(self.sw);
+        let hi = (self.pl + self.w).saturating_sub(c).div_ceil(self.sw).min(self.wo);
+        lo.min(hi)..hi
+    }
+
+    /// The kernel columns output column `ox` reads inside the image.
+    fn columns_read(&self, ox: usize) -> Range<usize> {
+        let start = ox * self.sw;
+        let lo = self.pl.saturating_sub(start).min(self.kw);
+        let hi = (self.pl + self.w).saturating_sub(start).min(self.kw).max(lo);
+        lo..hi
+    }
+
+    /// One output row `oy` of one batch element: `y_row` is `wo × cout`.
+    ///
+    /// Each tile sums the whole reduction (every kernel row, column and channel) in
+    /// registers. The kernel rows of one 64-channel block are re-read from L2 by every tile;
+    /// splitting the reduction into passes that keep them in L1 measured slower (the tiles
+    /// then reload and store their accumulators once per pass).
+    fn forward_row(&self, x_b: &[f32], kernel: &[f32], oy: usize, y_row: &mut [f32]) {
+        let (cin, cout) = (self.cin, self.cout);
+        let reduction = self.kw * cin;
+        // Pixels whose whole window row is inside the image run in full tiles; the others
+        // (at most a few per edge) as 1-pixel tiles over the columns they read.
+        let interior = {
+            // Columns move left as the kernel column grows: the window is inside from the
+            // first column's start to the last column's end.
+            let (first, last) = (self.valid_columns(0), self.valid_columns(self.kw - 1));
+            first.start..last.end.max(first.start)
+        };
+        let mut runs: Vec<Run> = Vec::with_capacity(self.kh);
+        for co in (0..cout).step_by(BLOCK) {
+            let width = (cout - co).min(BLOCK);
+            let nv = width.div_ceil(16);
+            let edge = |ox: usize, runs: &mut Vec<Run>, y_row: &mut [f32]| {
+                let taps = self.columns_read(ox);
+                runs.clear();
+                if !taps.is_empty() {
+                    for (r, iy) in self.valid_rows(oy) {
+                        runs.push(Run {
+                            // `taps` starts at the first column inside the image.
+                            x: (iy * self.w + ox * self.sw + taps.start - self.pl) * cin,
+                            k: (r * reduction + taps.start * cin) * cout + co,
+                            len: taps.len() * cin,
+                        });
+                    }
+                }
+                forward_tile(1, nv, x_b, 0, kernel, cout, runs, &mut y_row[ox * cout + co..], width);
+            };
+            for ox in 0..interior.start {
+                edge(ox, &mut runs, y_row);
+            }
+            let step = self.sw * cin;
+            for tile in split(interior.clone(), max_rows(nv)) {
+                runs.clear();
+                for (r, iy) in self.valid_rows(oy) {
+                    runs.push(Run {
+                        // The tile lies in the interior: its first column read is in the row.
+                        x: (iy * self.w + tile.start * self.sw - self.pl) * cin,
+                        k: r * reduction * cout + co,
+                        len: reduction,
+                    });
+                }
+                let y_tile = &mut y_row[tile.start * cout + co..];
+                forward_tile(tile.len(), nv, x_b, step, kernel, cout, &runs, y_tile, width);
+            }
+            for ox in interior.end..self.wo {
+                edge(ox, &mut runs, y_row);
+            }
+        }
+    }
+
+    /// Adds output row `oy`'s contribution (`dy_row`, `wo × cout`) to `dk`.
+    fn filter_row(&self, x_b: &[f32], dy_row: &[f32], oy: usize, dk: &mut [f32]) {
+        let (cin, cout) = (self.cin, self.cout);
+        let rows = self.kw * cin;
+        let step = self.sw * cin;
+        for (r, iy) in self.valid_rows(oy) {
+            let line = iy * self.w * cin;
+            for co in (0..cout).step_by(BLOCK) {
+                let width = (cout - co).min(BLOCK);
+                let nv = width.div_ceil(16);
+                for block in split(0..rows, max_rows(nv)) {
+                    // Rows j of one block read kernel columns first..=last; the pixels where all
+                    // of them are inside the image run as one tile, the others row by row.
+                    let (first, last) = (block.start / cin, (block.end - 1) / cin);
+                    let (a, b) = (self.valid_columns(first), self.valid_columns(last));
+                    let common = a.start..b.end.max(a.start);
+                    let dk_at = (r * rows + block.start) * cout + co;
+                    let x_at = |ox: usize, j: usize| line + ox * step + j - self.pl * cin;
+                    if !common.is_empty() {
+                        filter_tile(
+                            block.len(),
+                            nv,
+                            x_b,
+                            x_at(common.start, block.start),
+                            step,
+                            &dy_row[common.start * cout + co..],
+                            cout,
+                            common.len(),
+                            &mut dk[dk_at..],
+                            width,
+                        );
+                    }
+                    for j in block.clone() {
+                        let own = self.valid_columns(j / cin);
+                        for part in [own.start..common.start.min(own.end), common.end.max(own.start)..own.end] {
+                            if !part.is_empty() {
+                                filter_tile(
+                                    1,
+                                    nv,
+                                    x_b,
+                                    x_at(part.start, j),
+                                    step,
+                                    &dy_row[part.start * cout + co..],
+                                    cout,
+                                    part.len(),
+                                    &mut dk[(r * rows + j) * cout + co..],
+                                    width,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `range` split into the fewest tiles of at most `max` elements, their sizes differing by at
+/// most one: 62 pixels with `max` 6 become 7 tiles of 6 and 4 of 5, not 10 of 6 and one of 2
+/// (a short tile runs the same kernel-row loads for fewer FMAs).
+fn split(range: Range<usize>, max: usize) -> impl Iterator<Item = Range<usize>> {
+    let n = range.len();
+    let tiles = n.div_ceil(max.max(1));
+    (0..tiles).map(move |t| range.start + t * n / tiles..range.start + (t + 1) * n / tiles)
+}
+
+/// A run of consecutive reduction rows: input values from `x` on, kernel rows from `k` on
+/// (`cout` apart), `len` of them.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    x: usize,
+    k: usize,
+    len: usize,
+}
+
+/// `true` when this CPU has AVX-512F (and therefore FMA).
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Lane masks of the `nv` vectors covering `width` channels (`16·(nv-1) < width ≤ 16·nv`).
+fn masks<const NV: usize>(width: usize) -> [u16; NV] {
+    std::array::from_fn(|v| {
+        let lanes = width.saturating_sub(16 * v).min(16);
+        ((1u32 << lanes) - 1) as u16
+    })
+}
+
+/// Elements a `len`-row, `width`-wide strided access from `start` touches, rows `stride`
+/// apart: its end (exclusive), or `start` when it touches nothing.
+fn end_of(start: usize, rows: usize, stride: usize, width: usize) -> usize {
+    if rows == 0 || width == 0 { start } else { start + (rows - 1) * stride + width }
+}
+
+/// Writes `tile` consecutive pixels (`step` input elements apart) × `width` output channels
+/// of `y` (pixels `cout` apart): the sum over `runs` of input × kernel rows.
+#[allow(clippy::too_many_arguments)]
+fn forward_tile(
+    tile: usize,
+    nv: usize,
+    x: &[f32],
+    step: usize,
+    kernel: &[f32],
+    cout: usize,
+    runs: &[Run],
+    y: &mut [f32],
+    width: usize,
+) {
+    // Bounds of every access, checked once per tile; a failure is an internal error that
+    // leaves the tile unwritten (the tests compare against the GEMM path).
+    let fits = runs
+        .iter()
+        .all(|r| end_of(r.x, tile, step, r.len) <= x.len() && end_of(r.k, r.len, cout, width) <= kernel.len())
+        && end_of(0, tile, cout, width) <= y.len();
+    debug_assert!(fits, "conv_direct: tile out of bounds");
+    if !fits || tile == 0 {
+        return;
+    }
+    macro_rules! call {
+        ($($nv:literal => [$($r:literal),*]),*) => {
+            match (nv, tile) {
+                $($(
+                    // SAFETY: the CPU has AVX-512F and FMA (`DirectConv::new` checked); every
+                    // run reads `x[run.x + p·step ..][..run.len]` for pixels p < tile and
+                    // kernel rows `run.k + i·cout` for i < run.len, `width` wide, and the tile
+                    // writes `y[p·cout..][..width]`: all inside the slices (`fits`).
+                    ($nv, $r) => unsafe {
+                        forward_kernel::<$r, $nv>(x.as_ptr(), step, kernel.as_ptr(), cout, runs, y.as_mut_ptr(), masks::<$nv>(width))
+                    },
+                )*)*
+                _ => debug_assert!(false, "conv_direct: no forward kernel for {nv} vectors × {tile}"),
+            }
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    call!(
+        1 => [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+        2 => [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        3 => [1, 2, 3, 4, 5, 6, 7, 8],
+        4 => [1, 2, 3, 4, 5, 6]
+    );
+}
+
+/// Adds, to `rows` consecutive kernel-gradient rows × `width` channels of `dk` (rows `cout`
+/// apart), the sum over `pixels` pixels of `x[x_at + p·step + i]` (row i) × `dy[p·cout..]`.
+#[allow(clippy::too_many_arguments)]
+fn filter_tile(
+    rows: usize,
+    nv: usize,
+    x: &[f32],
+    x_at: usize,
+    step: usize,
+    dy: &[f32],
+    cout: usize,
+    pixels: usize,
+    dk: &mut [f32],
+    width: usize,
+) {
+    let fits = end_of(x_at, pixels, step, rows) <= x.len()
+        && end_of(0, pixels, cout, width) <= dy.len()
+        && end_of(0, rows, cout, width) <= dk.len();
+    debug_assert!(fits, "conv_direct: filter tile out of bounds");
+    if !fits || rows == 0 || pixels == 0 {
+        return;
+    }
+    macro_rules! call {
+        ($($nv:literal => [$($r:literal),*]),*) => {
+            match (nv, rows) {
+                $($(
+                    // SAFETY: the CPU has AVX-512F and FMA (`DirectConv::new` checked); the
+                    // tile reads `x[x_at + p·step..][..rows]` and `dy[p·cout..][..width]` for
+                    // p < pixels and updates `dk[i·cout..][..width]` for i < rows: all inside
+                    // the slices (`fits`).
+                    ($nv, $r) => unsafe {
+                        filter_kernel::<$r, $nv>(x.as_ptr().add(x_at), step, dy.as_ptr(), cout, pixels, dk.as_mut_ptr(), masks::<$nv>(width))
+                    },
+                )*)*
+                _ => debug_assert!(false, "conv_direct: no filter kernel for {nv} vectors × {rows}"),
+            }
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    call!(
+        1 => [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+        2 => [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        3 => [1, 2, 3, 4, 5, 6, 7, 8],
+        4 => [1, 2, 3, 4, 5, 6]
+    );
+}
+
+/// The forward register tile: `R` pixels × `NV` vectors of output channels.
+///
+/// # Safety
+/// The CPU supports AVX-512F and FMA; for every run, `x[run.x + p·step + i]` for p < R,
+/// i < run.len and `kernel[run.k + i·cout + l]` for the lanes l in `masks` are readable, and
+/// `y[p·cout + l]` is writable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+// The tile index also offsets the pointers; index loops over the const bounds read as the
+// register tile they unroll into.
+#[allow(clippy::needless_range_loop)]
+unsafe fn forward_kernel<const R: usize, const NV: usize>(
+    x: *const f32,
+    step: usize,
+    kernel: *const f32,
+    cout: usize,
+    runs: &[Run],
+    y: *mut f32,
+    masks: [u16; NV],
+) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; R];
+    for run in runs {
+        // SAFETY (whole loop): the caller guarantees these ranges are readable.
+        unsafe {
+            let mut xp = x.add(run.x);
+            let mut kp = kernel.add(run.k);
+            for _ in 0..run.len {
+                let mut k = [_mm512_setzero_ps(); NV];
+                for v in 0..NV {
+                    k[v] = _mm512_maskz_loadu_ps(masks[v], kp.add(16 * v));
+                }
+                for p in 0..R {
+                    let b = _mm512_set1_ps(*xp.add(p * step));
+                    for v in 0..NV {
+                        acc[p][v] = _mm512_fmadd_ps(b, k[v], acc[p][v]);
+                    }
+                }
+                xp = xp.add(1);
+                kp = kp.add(cout);
+            }
+        }
+    }
+    for p in 0..R {
+        for v in 0..NV {
+            // SAFETY: the caller guarantees the masked lanes of pixel p are writable.
+            unsafe { _mm512_mask_storeu_ps(y.add(p * cout + 16 * v), masks[v], acc[p][v]) };
+        }
+    }
+}
+
+/// The filter-gradient register tile: `R` reduction rows × `NV` vectors of output channels,
+/// accumulated over `pixels` pixels and added to `dk`.
+///
+/// # Safety
+/// The CPU supports AVX-512F and FMA; `x[p·step + i]` for p < pixels, i < R, and
+/// `dy[p·cout + l]` for the lanes l in `masks` are readable, and `dk[i·cout + l]` is readable
+/// and writable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+// The tile index also offsets the pointers; index loops over the const bounds read as the
+// register tile they unroll into.
+#[allow(clippy::needless_range_loop)]
+unsafe fn filter_kernel<const R: usize, const NV: usize>(
+    x: *const f32,
+    step: usize,
+    dy: *const f32,
+    cout: usize,
+    pixels: usize,
+    dk: *mut f32,
+    masks: [u16; NV],
+) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; R];
+    // SAFETY (whole block): the caller guarantees these ranges are accessible.
+    unsafe {
+        for i in 0..R {
+            for v in 0..NV {
+                acc[i][v] = _mm512_maskz_loadu_ps(masks[v], dk.add(i * cout + 16 * v));
+            }
+        }
+        let (mut xp, mut dp) = (x, dy);
+        for _ in 0..pixels {
+            let mut d = [_mm512_setzero_ps(); NV];
+            for v in 0..NV {
+                d[v] = _mm512_maskz_loadu_ps(masks[v], dp.add(16 * v));
+            }
+            for i in 0..R {
+                let b = _mm512_set1_ps(*xp.add(i));
+                for v in 0..NV {
+                    acc[i][v] = _mm512_fmadd_ps(b, d[v], acc[i][v]);
+                }
+            }
+            xp = xp.add(step);
+            dp = dp.add(cout);
+        }
+        for i in 0..R {
+            for v in 0..NV {
+                _mm512_mask_storeu_ps(dk.add(i * cout + 16 * v), masks[v], acc[i][v]);
+            }
+        }
+    }
+}
