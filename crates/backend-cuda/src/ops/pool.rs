@@ -1,13 +1,12 @@
-//! pool and pool_backward: forward on cuDNN where it computes the contract's operation
-//! exactly ([`cudnn`], on [`ConvPath::Cudnn`]), everything else on the backend's own kernels
-//! (`kernels/pool.cu`).
+//! pool and pool_backward: forward, and Avg backward, on cuDNN where it computes the
+//! contract's operation exactly ([`cudnn`], on [`ConvPath::Cudnn`]), everything else on the
+//! backend's own kernels (`kernels/pool.cu`).
 //!
 //! The own forward is one thread per output element; backward is a gather, one thread per
 //! input element visiting the windows that contain it, so there are no atomics and the sums
 //! are added in the CPU backend's order (output order): both results match the CPU bit for
-//! bit. Backward always runs on the own kernels: cuDNN's max-pooling backward may route ties
-//! differently from the contract's "first maximum", and cudarc offers no way to call cuDNN's
-//! pooling backward (see [`cudnn`]).
+//! bit. Max backward always runs on the own kernels: cuDNN's max-pooling backward may route
+//! ties differently from the contract's "first maximum".
 
 mod cudnn;
 
@@ -66,6 +65,9 @@ pub fn pool_backward(
     }
     let dtype = float_dtype(KERNEL, &["x", "dy", "dx"], &[xo.dtype, dyo.dtype, dxo.dtype])?;
     if dxo.len == 0 {
+        return Ok(());
+    }
+    if d.conv_path == ConvPath::Cudnn && cudnn::pool_backward(d, &geo, p, dtype, &xo, &dyo, &dxo)? {
         return Ok(());
     }
     let raw = geo.raw(p.mode);
