@@ -170,9 +170,6 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-const FLOATS: &[DType] = &[DType::F32, DType::F64];
-const NUMERIC: &[DType] = &[DType::F32, DType::F64, DType::I32, DType::I64, DType::U8];
-
 impl Backend for CpuBackend {
     fn info(&self) -> BackendResult<BackendInfo> {
         let threads = self.gemm.threads();
@@ -186,34 +183,9 @@ impl Backend for CpuBackend {
         })
     }
 
+    // The contract's reference table: this backend is the reference it describes.
     fn supports(&self, op: OpKind, dtype: DType) -> bool {
-        match op {
-            OpKind::Fill
-            | OpKind::Cast
-            | OpKind::Permute
-            | OpKind::Slice
-            | OpKind::Concat
-            | OpKind::Pad
-            | OpKind::Reverse
-            | OpKind::Gather
-            | OpKind::Tile
-            | OpKind::Repeat
-            | OpKind::ResizeNearest
-            | OpKind::Select => true,
-            OpKind::Binary | OpKind::Reduce => NUMERIC.contains(&dtype) || dtype == DType::Bool,
-            OpKind::ArgReduce | OpKind::ScatterAdd => NUMERIC.contains(&dtype),
-            OpKind::Unary => NUMERIC.contains(&dtype) || dtype == DType::Bool,
-            OpKind::OneHot => matches!(dtype, DType::I32 | DType::I64),
-            OpKind::Matmul
-            | OpKind::Conv
-            | OpKind::ConvBackwardData
-            | OpKind::ConvBackwardFilter
-            | OpKind::Pool
-            | OpKind::PoolBackward
-            | OpKind::Random
-            | OpKind::Softmax
-            | OpKind::BatchNorm => FLOATS.contains(&dtype),
-        }
+        op.reference_support(dtype)
     }
 
     fn live_buffers(&self) -> u64 {

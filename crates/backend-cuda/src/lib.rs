@@ -56,9 +56,6 @@ fn to_abi<T>(result: Result<T>) -> BackendResult<T> {
     result.into()
 }
 
-const FLOATS: &[DType] = &[DType::F32, DType::F64];
-const NUMERIC: &[DType] = &[DType::F32, DType::F64, DType::I32, DType::I64, DType::U8];
-
 impl Backend for CudaBackend {
     fn info(&self) -> BackendResult<BackendInfo> {
         RResult::ROk(BackendInfo {
@@ -72,32 +69,7 @@ impl Backend for CudaBackend {
 
     // The same capability table as the cpu backend: the conformance suite compares the two.
     fn supports(&self, op: OpKind, dtype: DType) -> bool {
-        match op {
-            OpKind::Fill
-            | OpKind::Cast
-            | OpKind::Permute
-            | OpKind::Slice
-            | OpKind::Concat
-            | OpKind::Pad
-            | OpKind::Reverse
-            | OpKind::Gather
-            | OpKind::Tile
-            | OpKind::Repeat
-            | OpKind::ResizeNearest
-            | OpKind::Select => true,
-            OpKind::Binary | OpKind::Reduce | OpKind::Unary => NUMERIC.contains(&dtype) || dtype == DType::Bool,
-            OpKind::ArgReduce | OpKind::ScatterAdd => NUMERIC.contains(&dtype),
-            OpKind::OneHot => matches!(dtype, DType::I32 | DType::I64),
-            OpKind::Matmul
-            | OpKind::Conv
-            | OpKind::ConvBackwardData
-            | OpKind::ConvBackwardFilter
-            | OpKind::Pool
-            | OpKind::PoolBackward
-            | OpKind::Random
-            | OpKind::Softmax
-            | OpKind::BatchNorm => FLOATS.contains(&dtype),
-        }
+        op.reference_support(dtype)
     }
 
     fn live_buffers(&self) -> u64 {

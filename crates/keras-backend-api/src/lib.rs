@@ -29,8 +29,9 @@
 //!   [`ErrorKind::Unsupported`] means "not implemented here" and lets the host fall back.
 //!   No panic crosses the boundary: [`export_backend!`] wraps every method in `catch_unwind`.
 //!
-//! Shape rules shared by both sides live in [`shape`]; the random stream is defined bit-exactly
-//! in [`random`].
+//! Shape rules shared by both sides live in [`shape`], the window geometry and argument checks
+//! of convolution and pooling that every backend applies in [`window`]; the random stream is
+//! defined bit-exactly in [`random`].
 //!
 //! ## Versioning
 //!
@@ -80,6 +81,7 @@ pub mod plugin;
 pub mod random;
 pub mod shape;
 mod tensor;
+pub mod window;
 
 pub use abi_stable;
 pub use backend::{Backend, Backend_TO};

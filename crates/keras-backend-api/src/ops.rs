@@ -6,6 +6,8 @@
 
 use abi_stable::{StableAbi, std_types::RSlice};
 
+use crate::{BackendError, DType};
+
 /// Element-wise functions of one argument. `out` has the shape of `x`.
 ///
 /// All float ops are defined for `F32` and `F64` (`F16` optional). `Neg`, `Abs`, `Sign` and
@@ -241,6 +243,25 @@ pub enum Distribution {
     },
 }
 
+impl Distribution {
+    /// Checks that the parameters lie in the distribution's domain, NaN excluded: `low ≤ high`,
+    /// `stddev ≥ 0`, `0 ≤ p ≤ 1`. The error is the `InvalidArgument` that
+    /// [`Backend::random`](crate::Backend::random) returns, `random(<dist>): <problem>`.
+    pub fn check(self) -> Result<(), BackendError> {
+        let problem = match self {
+            Distribution::Uniform { low, high } if high.partial_cmp(&low).is_none_or(|o| o.is_lt()) => {
+                format!("high {high} is below low {low}")
+            }
+            Distribution::Normal { stddev, .. } if stddev.partial_cmp(&0.0).is_none_or(|o| o.is_lt()) => {
+                format!("stddev {stddev} is negative")
+            }
+            Distribution::Bernoulli { p } if !(0.0..=1.0).contains(&p) => format!("p {p} is outside [0, 1]"),
+            _ => return Ok(()),
+        };
+        Err(BackendError::invalid(format!("random({self:?}): {problem}")))
+    }
+}
+
 /// One entry per kernel of [`Backend`](crate::Backend), for capability queries.
 #[repr(u8)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -336,5 +357,95 @@ impl OpKind {
     /// `true` for the fused fast paths a backend may decline; the host then decomposes them.
     pub const fn is_optional(self) -> bool {
         matches!(self, OpKind::Softmax | OpKind::BatchNorm)
+    }
+
+    /// The dtypes the reference CPU backend implements for each kernel kind, as an answer to
+    /// [`Backend::supports`](crate::Backend::supports): every dtype for fill, cast, select and
+    /// data movement; `F32`, `F64`, `I32`, `I64`, `U8` and `Bool` for unary, binary and
+    /// reductions; those but `Bool` for arg-reductions and scatter-add; `I32` and `I64` for
+    /// one-hot indices; `F32` and `F64` for matmul, convolution, pooling, random and the fused
+    /// kernels. A backend that implements the same kernels may answer with this table (the
+    /// conformance suite then compares it with the CPU backend case for case); one that
+    /// implements more or fewer answers its own.
+    pub const fn reference_support(self, dtype: DType) -> bool {
+        let float = matches!(dtype, DType::F32 | DType::F64);
+        let numeric = float || matches!(dtype, DType::I32 | DType::I64 | DType::U8);
+        match self {
+            OpKind::Fill
+            | OpKind::Cast
+            | OpKind::Permute
+            | OpKind::Slice
+            | OpKind::Concat
+            | OpKind::Pad
+            | OpKind::Reverse
+            | OpKind::Gather
+            | OpKind::Tile
+            | OpKind::Repeat
+            | OpKind::ResizeNearest
+            | OpKind::Select => true,
+            OpKind::Unary | OpKind::Binary | OpKind::Reduce => numeric || matches!(dtype, DType::Bool),
+            OpKind::ArgReduce | OpKind::ScatterAdd => numeric,
+            OpKind::OneHot => matches!(dtype, DType::I32 | DType::I64),
+            OpKind::Matmul
+            | OpKind::Conv
+            | OpKind::ConvBackwardData
+            | OpKind::ConvBackwardFilter
+            | OpKind::Pool
+            | OpKind::PoolBackward
+            | OpKind::Random
+            | OpKind::Softmax
+            | OpKind::BatchNorm => float,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_support_table() {
+        let supported =
+            |op: OpKind| -> Vec<DType> { DType::ALL.into_iter().filter(|&d| op.reference_support(d)).collect() };
+        use DType::*;
+        assert_eq!(supported(OpKind::Fill), DType::ALL.to_vec());
+        assert_eq!(supported(OpKind::Gather), DType::ALL.to_vec());
+        assert_eq!(supported(OpKind::Unary), vec![F32, F64, I32, I64, U8, Bool]);
+        assert_eq!(supported(OpKind::Reduce), vec![F32, F64, I32, I64, U8, Bool]);
+        assert_eq!(supported(OpKind::ScatterAdd), vec![F32, F64, I32, I64, U8]);
+        assert_eq!(supported(OpKind::OneHot), vec![I32, I64]);
+        assert_eq!(supported(OpKind::Conv), vec![F32, F64]);
+        assert_eq!(supported(OpKind::BatchNorm), vec![F32, F64]);
+        // F16 is a storage type: movable everywhere, computed on nowhere in the reference.
+        assert!(
+            OpKind::ALL
+                .into_iter()
+                .filter(|op| op.reference_support(F16))
+                .all(|op| !matches!(op, OpKind::Unary | OpKind::Binary | OpKind::Matmul | OpKind::Random))
+        );
+    }
+
+    #[test]
+    fn distribution_domains() {
+        for dist in [
+            Distribution::Bernoulli { p: 1.5 },
+            Distribution::Bernoulli { p: f64::NAN },
+            Distribution::Uniform { low: 1.0, high: 0.0 },
+            Distribution::Uniform { low: f64::NAN, high: 0.0 },
+            Distribution::Normal { mean: 0.0, stddev: -1.0 },
+            Distribution::Normal { mean: 0.0, stddev: f64::NAN },
+        ] {
+            let e = dist.check().unwrap_err();
+            assert_eq!(e.kind, crate::ErrorKind::InvalidArgument);
+            assert!(e.message.starts_with(&format!("random({dist:?}): ")), "{}", e.message);
+        }
+        assert_eq!(
+            Distribution::Uniform { low: 1.0, high: 0.0 }.check().unwrap_err().message,
+            "random(Uniform { low: 1.0, high: 0.0 }): high 0 is below low 1"
+        );
+        assert!(Distribution::Uniform { low: 1.0, high: 1.0 }.check().is_ok());
+        assert!(Distribution::Normal { mean: -3.0, stddev: 0.0 }.check().is_ok());
+        assert!(Distribution::Bernoulli { p: 0.0 }.check().is_ok());
+        assert!(Distribution::Bernoulli { p: 1.0 }.check().is_ok());
     }
 }

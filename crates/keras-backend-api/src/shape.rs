@@ -4,6 +4,14 @@
 //! Each function returns the result shape or a message that names the offending shapes; the
 //! caller prefixes the function or kernel name.
 
+/// A shape written as a tuple, `(2, 7, 7, 3)` (`(5,)` for one dim), for error messages.
+pub fn fmt_shape(shape: &[usize]) -> String {
+    match shape {
+        [d] => format!("({d},)"),
+        _ => format!("({})", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
+
 /// Row-major element strides of a dense `shape`.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![1; shape.len()];
@@ -192,6 +200,13 @@ mod tests {
         assert_eq!(conv_output_len(7, 3, 2, 1, 1, 1).unwrap(), 4);
         assert_eq!(conv_output_len(7, 3, 1, 2, 0, 0).unwrap(), 3);
         assert_eq!(conv_output_len(2, 3, 1, 1, 0, 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn shapes_print_as_tuples() {
+        assert_eq!(fmt_shape(&[2, 3]), "(2, 3)");
+        assert_eq!(fmt_shape(&[5]), "(5,)");
+        assert_eq!(fmt_shape(&[]), "()");
     }
 
     #[test]

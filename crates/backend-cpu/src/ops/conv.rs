@@ -20,13 +20,13 @@
 
 use std::ops::Range;
 
-use keras_backend_api::{BackendError, ConvParams, Layout};
+use keras_backend_api::{ConvParams, Layout, window::ConvGeometry as CheckedConv};
 use rayon::prelude::*;
 
 use super::conv_direct::DirectConv;
 use super::element::{Float, several_threads};
 use super::matmul::{GemmEngine, GemmScalar, MatView, gemm};
-use super::window::{Window, fmt_shape, with_float_triple};
+use super::window::{Window, with_float_triple};
 use super::{Tensor, TensorMut};
 use crate::simd::vectorized;
 use crate::{CpuStorage, Result};
@@ -50,7 +50,7 @@ pub fn conv(
     params: &ConvParams<'_>,
 ) -> Result<()> {
     const NAMES: [&str; 3] = ["x", "kernel", "out"];
-    let geo = ConvGeometry::new("conv", NAMES, x.shape, kernel.shape, out.shape, params)?;
+    let geo = ConvGeometry::from(CheckedConv::new("conv", NAMES, x.shape, kernel.shape, out.shape, params)?);
     if let (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(y)) = (x.data, kernel.data, &mut *out.data)
         && let Some(direct) = geo.direct()
         && direct.forward(x, w, y)
@@ -70,7 +70,8 @@ pub fn conv_backward_data(
     params: &ConvParams<'_>,
 ) -> Result<()> {
     const NAMES: [&str; 3] = ["dx", "kernel", "dy"];
-    let geo = ConvGeometry::new("conv_backward_data", NAMES, dx.shape, kernel.shape, dy.shape, params)?;
+    let geo =
+        ConvGeometry::from(CheckedConv::new("conv_backward_data", NAMES, dx.shape, kernel.shape, dy.shape, params)?);
     if let (CpuStorage::F32(dy), CpuStorage::F32(w), CpuStorage::F32(dx)) = (dy.data, kernel.data, &mut *dx.data)
         && let Some(direct) = geo.direct()
         && direct.backward_data(dy, w, dx)
@@ -95,7 +96,8 @@ pub fn conv_backward_filter(
     params: &ConvParams<'_>,
 ) -> Result<()> {
     const NAMES: [&str; 3] = ["x", "dkernel", "dy"];
-    let geo = ConvGeometry::new("conv_backward_filter", NAMES, x.shape, dkernel.shape, dy.shape, params)?;
+    let geo =
+        ConvGeometry::from(CheckedConv::new("conv_backward_filter", NAMES, x.shape, dkernel.shape, dy.shape, params)?);
     if let (CpuStorage::F32(x), CpuStorage::F32(dy), CpuStorage::F32(dk)) = (x.data, dy.data, &mut *dkernel.data)
         && let Some(direct) = geo.direct()
         && direct.backward_filter(x, dy, dk)
@@ -249,85 +251,25 @@ struct ConvGeometry {
     taps: Vec<[usize; 3]>,
 }
 
-impl ConvGeometry {
-    /// Validates the input shape `x`, kernel shape `k` and output shape `y` against `params`.
-    /// `names` are the argument names of the calling kernel, in that order.
-    fn new(
-        kernel: &str,
-        names: [&str; 3],
-        x: &[usize],
-        k: &[usize],
-        y: &[usize],
-        params: &ConvParams<'_>,
-    ) -> Result<Self> {
-        let [xn, kn, yn] = names;
-        let invalid = |message: String| BackendError::invalid(format!("{kernel}: {message}"));
-        let rank = x.len();
-        if !(3..=5).contains(&rank) {
-            return Err(invalid(format!(
-                "`{xn}` {} must have rank 3, 4 or 5 (batch, channels and 1 to 3 spatial dims)",
-                fmt_shape(x)
-            )));
-        }
-        if k.len() != rank {
-            return Err(invalid(format!("`{kn}` {} must have rank {rank} like `{xn}` {}", fmt_shape(k), fmt_shape(x))));
-        }
-        let spatial = rank - 2;
-        let (batch, channels, x_spatial) = match params.layout {
-            Layout::ChannelsFirst => (x[0], x[1], &x[2..]),
-            Layout::ChannelsLast => (x[0], x[rank - 1], &x[1..rank - 1]),
-        };
-        let (out_channels, group_in, k_spatial) = match params.layout {
-            Layout::ChannelsFirst => (k[0], k[1], &k[2..]),
-            Layout::ChannelsLast => (k[rank - 1], k[rank - 2], &k[..spatial]),
-        };
-        let groups = params.groups;
-        if groups == 0 {
-            return Err(invalid("groups must be >= 1, got 0".into()));
-        }
-        if channels % groups != 0 {
-            return Err(invalid(format!(
-                "`{xn}` {} has {channels} channels, which groups {groups} does not divide",
-                fmt_shape(x)
-            )));
-        }
-        if out_channels % groups != 0 {
-            return Err(invalid(format!(
-                "`{kn}` {} has {out_channels} output channels, which groups {groups} does not divide",
-                fmt_shape(k)
-            )));
-        }
-        if group_in != channels / groups {
-            let per_group = if groups == 1 { String::new() } else { format!(" per group (groups {groups})") };
-            return Err(invalid(format!(
-                "`{kn}` {} expects {group_in} input channels{per_group} but `{xn}` {} has {channels}",
-                fmt_shape(k),
-                fmt_shape(x)
-            )));
-        }
-        let window =
-            Window::new(x_spatial, k_spatial, &params.strides, &params.dilation, &params.pad_before, &params.pad_after)
-                .map_err(invalid)?;
-        let expected: Vec<usize> = match params.layout {
-            Layout::ChannelsFirst => [batch, out_channels].iter().chain(window.output_dims()).copied().collect(),
-            Layout::ChannelsLast => {
-                [batch].iter().chain(window.output_dims()).chain([&out_channels]).copied().collect()
-            }
-        };
-        if y != expected.as_slice() {
-            return Err(invalid(format!(
-                "`{yn}` has shape {} but `{xn}` {} and `{kn}` {} give {}",
-                fmt_shape(y),
-                fmt_shape(x),
-                fmt_shape(k),
-                fmt_shape(&expected)
-            )));
-        }
-        // `k` is the shape of a live buffer (checked by the dispatch layer), so its taps fit.
+impl From<CheckedConv> for ConvGeometry {
+    /// The kernels' view of a convolution the contract's [`CheckedConv::new`] accepted.
+    fn from(checked: CheckedConv) -> ConvGeometry {
+        let window = Window::from(checked.window);
+        // The kernel is a live buffer (checked by the dispatch layer), so its taps fit.
         let taps = window.taps();
-        Ok(ConvGeometry { layout: params.layout, batch, channels, out_channels, groups, window, taps })
+        ConvGeometry {
+            layout: checked.layout,
+            batch: checked.batch,
+            channels: checked.channels,
+            out_channels: checked.out_channels,
+            groups: checked.groups,
+            window,
+            taps,
+        }
     }
+}
 
+impl ConvGeometry {
     /// The direct (no im2col) plan for f32, when [`DirectConv`] takes this convolution.
     /// ChannelsFirst stays on the GEMM path: running the direct kernels on transposed copies
     /// (blocked scalar transposes of the images) measured slower than GEMM end to end.
@@ -687,7 +629,7 @@ impl ConvGeometry {
 #[cfg(test)]
 mod tests {
     use abi_stable::std_types::RSlice;
-    use keras_backend_api::{DType, ErrorKind};
+    use keras_backend_api::{BackendError, DType, ErrorKind};
 
     use super::*;
     use crate::CpuStorage;
@@ -1158,15 +1100,8 @@ mod tests {
     fn direct_path_takes_only_its_cases() {
         let geometry = |case: &Case| {
             let params = case.params();
-            ConvGeometry::new(
-                "conv",
-                ["x", "kernel", "out"],
-                &case.x_shape(),
-                &case.k_shape(),
-                &case.y_shape(),
-                &params,
-            )
-            .unwrap()
+            let (x, k, y) = (case.x_shape(), case.k_shape(), case.y_shape());
+            ConvGeometry::from(CheckedConv::new("conv", ["x", "kernel", "out"], &x, &k, &y, &params).unwrap())
         };
         let plain = Case::new(Layout::ChannelsLast, &[5, 5], &[3, 3]);
         let avx512 = std::arch::is_x86_feature_detected!("avx512f");

@@ -11,7 +11,7 @@
 
 use std::ops::Range;
 
-use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams};
+use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams, window::WindowGeometry};
 use rayon::prelude::*;
 
 use super::element::{Float, min_per_task};
@@ -77,9 +77,16 @@ impl PoolGeometry {
             Layout::ChannelsLast => (x[0], x[rank - 1], &x[1..rank - 1]),
         };
         let dilation = vec![1; rank - 2];
-        let window =
-            Window::new(x_spatial, &params.window, &params.strides, &dilation, &params.pad_before, &params.pad_after)
-                .map_err(invalid)?;
+        let window = WindowGeometry::new(
+            x_spatial,
+            &params.window,
+            &params.strides,
+            &dilation,
+            &params.pad_before,
+            &params.pad_after,
+        )
+        .map(Window::from)
+        .map_err(invalid)?;
         let expected: Vec<usize> = match params.layout {
             Layout::ChannelsFirst => [batch, channels].iter().chain(window.output_dims()).copied().collect(),
             Layout::ChannelsLast => [batch].iter().chain(window.output_dims()).chain([&channels]).copied().collect(),

@@ -14,7 +14,7 @@ use crate::{CpuStorage, Result};
 /// Fills the float `out` from the stream `(seed, counter)`: element `i` is
 /// `keras_backend_api::random::sample(dist, seed, counter, i)` cast to `out`'s dtype.
 pub fn random(dist: Distribution, seed: u64, counter: u64, out: TensorMut<'_>) -> Result<()> {
-    check_distribution(dist)?;
+    dist.check()?;
     match out.data {
         CpuStorage::F32(o) => fill_stream(dist, seed, counter, o),
         CpuStorage::F64(o) => fill_stream(dist, seed, counter, o),
@@ -27,24 +27,6 @@ pub fn random(dist: Distribution, seed: u64, counter: u64, out: TensorMut<'_>) -
         }
     }
     Ok(())
-}
-
-/// Rejects parameters outside each distribution's domain (NaN included).
-fn check_distribution(dist: Distribution) -> Result<()> {
-    let problem = match dist {
-        Distribution::Uniform { low, high } if high.partial_cmp(&low).is_none_or(|o| o.is_lt()) => {
-            Some(format!("high {high} is below low {low}"))
-        }
-        Distribution::Normal { stddev, .. } if stddev.partial_cmp(&0.0).is_none_or(|o| o.is_lt()) => {
-            Some(format!("stddev {stddev} is negative"))
-        }
-        Distribution::Bernoulli { p } if !(0.0..=1.0).contains(&p) => Some(format!("p {p} is outside [0, 1]")),
-        _ => None,
-    };
-    match problem {
-        Some(p) => Err(BackendError::invalid(format!("random({dist:?}): {p}"))),
-        None => Ok(()),
-    }
 }
 
 fn fill_stream<T: Element>(dist: Distribution, seed: u64, counter: u64, out: &mut [T]) {

@@ -5,9 +5,10 @@
 //! stride 1, dilation 1, no padding, output 1), so the kernels have one fixed loop nest for
 //! 1-d, 2-d and 3-d instead of three.
 
-use std::ops::Range;
+use std::ops::{Deref, Range};
 
-use keras_backend_api::{BackendError, DType, shape::conv_output_len};
+pub use keras_backend_api::shape::fmt_shape;
+use keras_backend_api::{BackendError, DType, window::WindowGeometry};
 
 use super::element::Float;
 use crate::storage::unsupported_dtype;
@@ -19,14 +20,6 @@ use crate::storage::unsupported_dtype;
 pub fn beats<T: Float>(v: T, best: T) -> bool {
     // `|` and `&`, not `||` and `&&`: no branch, so that loops over channels vectorise.
     (v > best) | (v.is_nan() & !best.is_nan())
-}
-
-/// A shape written as a tuple, `(2, 7, 7, 3)`, for error messages.
-pub fn fmt_shape(shape: &[usize]) -> String {
-    match shape {
-        [d] => format!("({d},)"),
-        _ => format!("({})", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
-    }
 }
 
 /// The error for a float kernel whose tensors (named by `names`) have `dtypes`:
@@ -55,104 +48,28 @@ macro_rules! with_float_triple {
 }
 pub(crate) use with_float_triple;
 
-/// The geometry of one window sweep, normalised to three spatial dims (see the module docs).
+/// The geometry of one window sweep, normalised to three spatial dims (see the module docs):
+/// the contract's [`WindowGeometry`] (checked by [`WindowGeometry::new`]; its fields and
+/// lengths read through `Deref`) plus the index arithmetic of this backend's kernels.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Window {
-    /// Input length per dim.
-    pub input: [usize; 3],
-    /// Window (kernel) extent per dim.
-    pub window: [usize; 3],
-    /// Step between output positions per dim.
-    pub stride: [usize; 3],
-    /// Spacing between taps per dim.
-    pub dilation: [usize; 3],
-    /// Implicit zeros before each dim.
-    pub pad_before: [usize; 3],
-    /// Output length per dim ([`conv_output_len`]).
-    pub output: [usize; 3],
-    /// Number of spatial dims actually given (1 to 3).
-    pub rank: usize,
+pub struct Window(WindowGeometry);
+
+impl Deref for Window {
+    type Target = WindowGeometry;
+
+    #[inline(always)]
+    fn deref(&self) -> &WindowGeometry {
+        &self.0
+    }
+}
+
+impl From<WindowGeometry> for Window {
+    fn from(geometry: WindowGeometry) -> Window {
+        Window(geometry)
+    }
 }
 
 impl Window {
-    /// Checks the per-dim parameters of a sweep over `input` (1 to 3 dims; every slice has one
-    /// entry per dim, lengths and steps are ≥ 1) and computes the output lengths. The message
-    /// of an error names the offending parameter; the caller prefixes the kernel.
-    pub fn new(
-        input: &[usize],
-        window: &[usize],
-        stride: &[usize],
-        dilation: &[usize],
-        pad_before: &[usize],
-        pad_after: &[usize],
-    ) -> std::result::Result<Window, String> {
-        let rank = input.len();
-        if !(1..=3).contains(&rank) {
-            return Err(format!("{rank} spatial dims given; 1 to 3 are supported"));
-        }
-        for (name, values) in [
-            ("window", window),
-            ("strides", stride),
-            ("dilation", dilation),
-            ("pad_before", pad_before),
-            ("pad_after", pad_after),
-        ] {
-            if values.len() != rank {
-                return Err(format!("{name} {values:?} has {} entries for {rank} spatial dims", values.len()));
-            }
-        }
-        let lead = 3 - rank;
-        let mut geometry = Window {
-            input: [1; 3],
-            window: [1; 3],
-            stride: [1; 3],
-            dilation: [1; 3],
-            pad_before: [0; 3],
-            output: [1; 3],
-            rank,
-        };
-        for d in 0..rank {
-            // `conv_output_len` adds and multiplies unchecked; rule out overflow first so that
-            // absurd parameters are an error, not a wrap-around or a panic.
-            let padded = input[d].checked_add(pad_before[d]).and_then(|v| v.checked_add(pad_after[d]));
-            let span = window[d].checked_sub(1).and_then(|k| k.checked_mul(dilation[d])?.checked_add(1));
-            if padded.is_none() || (window[d] >= 1 && span.is_none()) {
-                return Err(format!(
-                    "dim {d}: input {}, window {}, dilation {} and padding ({}, {}) overflow",
-                    input[d], window[d], dilation[d], pad_before[d], pad_after[d]
-                ));
-            }
-            let out = conv_output_len(input[d], window[d], stride[d], dilation[d], pad_before[d], pad_after[d])
-                .map_err(|e| format!("dim {d}: {e}"))?;
-            let n = lead + d;
-            geometry.input[n] = input[d];
-            geometry.window[n] = window[d];
-            geometry.stride[n] = stride[d];
-            geometry.dilation[n] = dilation[d];
-            geometry.pad_before[n] = pad_before[d];
-            geometry.output[n] = out;
-        }
-        if geometry.output.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
-            return Err(format!("output dims {:?} overflow", geometry.output_dims()));
-        }
-        Ok(geometry)
-    }
-
-    /// The output lengths of the given dims (without the normalising unit dims).
-    pub fn output_dims(&self) -> &[usize] {
-        &self.output[3 - self.rank..]
-    }
-
-    /// Number of input positions (the caller's tensor holds them, so this cannot overflow).
-    pub fn input_len(&self) -> usize {
-        self.input.iter().product()
-    }
-
-    /// Number of output positions (checked in [`new`](Self::new)).
-    pub fn output_len(&self) -> usize {
-        self.output.iter().product()
-    }
-
     /// Flat row-major output position → per-dim output index.
     #[inline]
     pub fn output_index(&self, p: usize) -> [usize; 3] {
@@ -165,7 +82,8 @@ impl Window {
     /// falls in the padding.
     #[inline]
     pub fn source(&self, d: usize, o: usize, k: usize) -> Option<usize> {
-        // Both terms are bounded by the padded length (checked in `new`) for valid o and k.
+        // Both terms are bounded by the padded length (checked in `WindowGeometry::new`) for
+        // valid o and k.
         let padded = o * self.stride[d] + k * self.dilation[d];
         padded.checked_sub(self.pad_before[d]).filter(|&i| i < self.input[d])
     }
@@ -315,21 +233,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalises_to_three_dims() {
-        let w = Window::new(&[7], &[3], &[2], &[1], &[1], &[1]).unwrap();
-        assert_eq!(w.input, [1, 1, 7]);
-        assert_eq!(w.output, [1, 1, 4]);
-        assert_eq!(w.output_dims(), &[4]);
-        assert!(Window::new(&[7, 7], &[3], &[1, 1], &[1, 1], &[0, 0], &[0, 0]).unwrap_err().contains("window"));
-        assert!(Window::new(&[7], &[3], &[0], &[1], &[0], &[0]).is_err());
-        assert!(Window::new(&[usize::MAX], &[1], &[1], &[1], &[1], &[0]).unwrap_err().contains("overflow"));
-    }
-
-    #[test]
     fn valid_outputs_match_source() {
         for (input, k, s, d, pb, pa) in [(7, 3, 2, 1, 1, 1), (5, 2, 3, 2, 0, 4), (1, 4, 1, 1, 3, 3), (0, 1, 1, 1, 2, 1)]
         {
-            let w = Window::new(&[input], &[k], &[s], &[d], &[pb], &[pa]).unwrap();
+            let w = Window::from(WindowGeometry::new(&[input], &[k], &[s], &[d], &[pb], &[pa]).unwrap());
             for tap in 0..k {
                 let range = w.valid_outputs(2, tap);
                 for o in 0..w.output[2] {
@@ -341,7 +248,7 @@ mod tests {
 
     #[test]
     fn runs_cover_positions() {
-        let w = Window::new(&[3, 4], &[1, 1], &[1, 1], &[1, 1], &[0, 0], &[0, 0]).unwrap();
+        let w = Window::from(WindowGeometry::new(&[3, 4], &[1, 1], &[1, 1], &[1, 1], &[0, 0], &[0, 0]).unwrap());
         let mut seen = Vec::new();
         w.for_each_run(2..9, |o0, o1, run, off| seen.push((o0, o1, run, off)));
         assert_eq!(seen, vec![(0, 0, 2..4, 0), (0, 1, 0..4, 2), (0, 2, 0..1, 6)]);

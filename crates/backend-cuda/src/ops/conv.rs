@@ -8,16 +8,20 @@
 //! * backward-data is a gather, one thread per input-gradient element;
 //! * backward-filter is one block-wide fixed-order reduction per kernel-gradient element.
 //!
-//! None uses atomics, so all three are deterministic. The validation mirrors the CPU backend's
-//! (`backend-cpu/src/ops/conv.rs` and `window.rs`) condition for condition and message for
-//! message; [`Window`] is the same geometry, also used by pooling.
+//! None uses atomics, so all three are deterministic. The argument checks and the window
+//! geometry are the contract's ([`keras_backend_api::window`]), the same code the CPU backend
+//! calls; pooling uses the same [`Window`].
 
 pub(crate) mod cudnn;
 
 use cudarc::driver::{DeviceRepr, LaunchConfig};
-use keras_backend_api::{BackendError, ConvParams, DType, Layout, TensorRef, shape::conv_output_len};
+use keras_backend_api::{BackendError, ConvParams, DType, Layout, TensorRef};
 
 use crate::{ConvPath, Device, Result, device::Kernel, ops::dtype_suffix};
+// The contract's shape printing, window geometry and convolution checks, under the names that
+// `pool` and `cudnn` import from here.
+pub(crate) use keras_backend_api::shape::fmt_shape;
+pub(crate) use keras_backend_api::window::{ConvGeometry, WindowGeometry as Window};
 
 const MODULE: &str = "conv";
 
@@ -34,7 +38,7 @@ pub fn conv(d: &Device, x: TensorRef<'_>, k: TensorRef<'_>, out: TensorRef<'_>, 
     if d.conv_path == ConvPath::Cudnn && cudnn::conv(d, &geo, p, dtype, cudnn::Pass::Forward, &xo, &ko, &yo)? {
         return Ok(());
     }
-    let raw = geo.raw();
+    let raw = ConvGeo::from(&geo);
     let name = format!("conv_forward_{}", dtype_suffix(dtype));
     let cfg = forward_config(&geo);
     crate::launch!(d, Kernel { module: MODULE, function: &name }, cfg; yo.ptr, xo.ptr, ko.ptr, raw)
@@ -60,7 +64,7 @@ pub fn conv_backward_data(
     if d.conv_path == ConvPath::Cudnn && cudnn::conv(d, &geo, p, dtype, cudnn::Pass::BackwardData, &dxo, &ko, &dyo)? {
         return Ok(());
     }
-    let raw = geo.raw();
+    let raw = ConvGeo::from(&geo);
     let n = dxo.len as i64;
     let name = format!("conv_backward_data_{}", dtype_suffix(dtype));
     crate::launch!(d, Kernel { module: MODULE, function: &name }, crate::device::grid_1d(dxo.len);
@@ -90,7 +94,7 @@ pub fn conv_backward_filter(
     if d.conv_path == ConvPath::Cudnn && cudnn::conv(d, &geo, p, dtype, cudnn::Pass::BackwardFilter, &xo, &dko, &dyo)? {
         return Ok(());
     }
-    let raw = geo.raw();
+    let raw = ConvGeo::from(&geo);
     let n = dko.len as i64;
     let name = format!("conv_backward_filter_{}", dtype_suffix(dtype));
     let cfg = LaunchConfig {
@@ -148,246 +152,6 @@ pub(crate) fn float_dtype(kernel: &str, names: &[&str], dtypes: &[DType]) -> Res
     Err(BackendError::invalid(format!("{kernel}: dtypes differ ({}); this kernel needs them equal", listed.join(", "))))
 }
 
-/// A shape written as a tuple, `(2, 7, 7, 3)`, for error messages (the CPU's `fmt_shape`).
-pub(crate) fn fmt_shape(shape: &[usize]) -> String {
-    match shape {
-        [d] => format!("({d},)"),
-        _ => format!("({})", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
-    }
-}
-
-/// The geometry of one window sweep, normalised to three spatial dims by prepending unit
-/// dims (input 1, window 1, stride 1, dilation 1, no padding, output 1): the CPU's `Window`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Window {
-    /// Input length per dim.
-    pub input: [usize; 3],
-    /// Window (kernel) extent per dim.
-    pub window: [usize; 3],
-    /// Step between output positions per dim.
-    pub stride: [usize; 3],
-    /// Spacing between taps per dim.
-    pub dilation: [usize; 3],
-    /// Implicit zeros before each dim.
-    pub pad_before: [usize; 3],
-    /// Implicit zeros after each dim.
-    pub pad_after: [usize; 3],
-    /// Output length per dim.
-    pub output: [usize; 3],
-    /// Number of spatial dims actually given (1 to 3).
-    pub rank: usize,
-}
-
-impl Window {
-    /// Checks the per-dim parameters of a sweep over `input` exactly as the CPU's
-    /// `Window::new` does (same conditions, same messages; the caller prefixes the kernel).
-    pub fn new(
-        input: &[usize],
-        window: &[usize],
-        stride: &[usize],
-        dilation: &[usize],
-        pad_before: &[usize],
-        pad_after: &[usize],
-    ) -> std::result::Result<Window, String> {
-        let rank = input.len();
-        if !(1..=3).contains(&rank) {
-            return Err(format!("{rank} spatial dims given; 1 to 3 are supported"));
-        }
-        for (name, values) in [
-            ("window", window),
-            ("strides", stride),
-            ("dilation", dilation),
-            ("pad_before", pad_before),
-            ("pad_after", pad_after),
-        ] {
-            if values.len() != rank {
-                return Err(format!("{name} {values:?} has {} entries for {rank} spatial dims", values.len()));
-            }
-        }
-        let lead = 3 - rank;
-        let mut geometry = Window {
-            input: [1; 3],
-            window: [1; 3],
-            stride: [1; 3],
-            dilation: [1; 3],
-            pad_before: [0; 3],
-            pad_after: [0; 3],
-            output: [1; 3],
-            rank,
-        };
-        for d in 0..rank {
-            let padded = input[d].checked_add(pad_before[d]).and_then(|v| v.checked_add(pad_after[d]));
-            let span = window[d].checked_sub(1).and_then(|k| k.checked_mul(dilation[d])?.checked_add(1));
-            if padded.is_none() || (window[d] >= 1 && span.is_none()) {
-                return Err(format!(
-                    "dim {d}: input {}, window {}, dilation {} and padding ({}, {}) overflow",
-                    input[d], window[d], dilation[d], pad_before[d], pad_after[d]
-                ));
-            }
-            let out = conv_output_len(input[d], window[d], stride[d], dilation[d], pad_before[d], pad_after[d])
-                .map_err(|e| format!("dim {d}: {e}"))?;
-            let n = lead + d;
-            geometry.input[n] = input[d];
-            geometry.window[n] = window[d];
-            geometry.stride[n] = stride[d];
-            geometry.dilation[n] = dilation[d];
-            geometry.pad_before[n] = pad_before[d];
-            geometry.pad_after[n] = pad_after[d];
-            geometry.output[n] = out;
-        }
-        if geometry.output.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
-            return Err(format!("output dims {:?} overflow", geometry.output_dims()));
-        }
-        Ok(geometry)
-    }
-
-    /// The output lengths of the given dims (without the normalising unit dims).
-    pub fn output_dims(&self) -> &[usize] {
-        &self.output[3 - self.rank..]
-    }
-
-    /// Number of input positions (a live tensor holds them, so this does not overflow).
-    pub fn input_len(&self) -> usize {
-        self.input.iter().product()
-    }
-
-    /// Number of output positions (checked in [`Window::new`]).
-    pub fn output_len(&self) -> usize {
-        self.output.iter().product()
-    }
-
-    /// Number of taps (a live kernel tensor holds them, or a pooling window whose output
-    /// exists; saturating so that no input can make it panic).
-    pub fn taps(&self) -> usize {
-        self.window.iter().fold(1usize, |acc, &w| acc.saturating_mul(w))
-    }
-}
-
-/// The checked shapes of one convolution: the CPU's `ConvGeometry`.
-#[derive(Debug, Clone)]
-pub(crate) struct ConvGeometry {
-    pub layout: Layout,
-    pub batch: usize,
-    pub channels: usize,
-    pub out_channels: usize,
-    pub groups: usize,
-    pub window: Window,
-}
-
-impl ConvGeometry {
-    /// Validates the input shape `x`, kernel shape `k` and output shape `y` against `params`,
-    /// with the CPU's conditions and messages. `names` are the calling kernel's names for the
-    /// three, in that order.
-    pub fn new(
-        kernel: &str,
-        names: [&str; 3],
-        x: &[usize],
-        k: &[usize],
-        y: &[usize],
-        params: &ConvParams<'_>,
-    ) -> Result<Self> {
-        let [xn, kn, yn] = names;
-        let invalid = |message: String| BackendError::invalid(format!("{kernel}: {message}"));
-        let rank = x.len();
-        if !(3..=5).contains(&rank) {
-            return Err(invalid(format!(
-                "`{xn}` {} must have rank 3, 4 or 5 (batch, channels and 1 to 3 spatial dims)",
-                fmt_shape(x)
-            )));
-        }
-        if k.len() != rank {
-            return Err(invalid(format!("`{kn}` {} must have rank {rank} like `{xn}` {}", fmt_shape(k), fmt_shape(x))));
-        }
-        let spatial = rank - 2;
-        let (batch, channels, x_spatial) = match params.layout {
-            Layout::ChannelsFirst => (x[0], x[1], &x[2..]),
-            Layout::ChannelsLast => (x[0], x[rank - 1], &x[1..rank - 1]),
-        };
-        let (out_channels, group_in, k_spatial) = match params.layout {
-            Layout::ChannelsFirst => (k[0], k[1], &k[2..]),
-            Layout::ChannelsLast => (k[rank - 1], k[rank - 2], &k[..spatial]),
-        };
-        let groups = params.groups;
-        if groups == 0 {
-            return Err(invalid("groups must be >= 1, got 0".into()));
-        }
-        if channels % groups != 0 {
-            return Err(invalid(format!(
-                "`{xn}` {} has {channels} channels, which groups {groups} does not divide",
-                fmt_shape(x)
-            )));
-        }
-        if out_channels % groups != 0 {
-            return Err(invalid(format!(
-                "`{kn}` {} has {out_channels} output channels, which groups {groups} does not divide",
-                fmt_shape(k)
-            )));
-        }
-        if group_in != channels / groups {
-            let per_group = if groups == 1 { String::new() } else { format!(" per group (groups {groups})") };
-            return Err(invalid(format!(
-                "`{kn}` {} expects {group_in} input channels{per_group} but `{xn}` {} has {channels}",
-                fmt_shape(k),
-                fmt_shape(x)
-            )));
-        }
-        let window =
-            Window::new(x_spatial, k_spatial, &params.strides, &params.dilation, &params.pad_before, &params.pad_after)
-                .map_err(invalid)?;
-        let expected: Vec<usize> = match params.layout {
-            Layout::ChannelsFirst => [batch, out_channels].iter().chain(window.output_dims()).copied().collect(),
-            Layout::ChannelsLast => {
-                [batch].iter().chain(window.output_dims()).chain([&out_channels]).copied().collect()
-            }
-        };
-        if y != expected.as_slice() {
-            return Err(invalid(format!(
-                "`{yn}` has shape {} but `{xn}` {} and `{kn}` {} give {}",
-                fmt_shape(y),
-                fmt_shape(x),
-                fmt_shape(k),
-                fmt_shape(&expected)
-            )));
-        }
-        Ok(ConvGeometry { layout: params.layout, batch, channels, out_channels, groups, window })
-    }
-
-    /// Input channels per group.
-    pub fn group_in(&self) -> usize {
-        self.channels / self.groups
-    }
-
-    /// Output channels per group.
-    pub fn group_out(&self) -> usize {
-        self.out_channels / self.groups
-    }
-
-    /// The kernels' view of the geometry. Every count is the dim of a tensor that exists (or
-    /// the output length, checked), so the `as i64` conversions are exact.
-    pub fn raw(&self) -> ConvGeo {
-        let w = &self.window;
-        let i = |a: [usize; 3]| a.map(|v| v as i64);
-        ConvGeo {
-            batch: self.batch as i64,
-            channels: self.channels as i64,
-            out_channels: self.out_channels as i64,
-            groups: self.groups as i64,
-            group_in: self.group_in() as i64,
-            group_out: self.group_out() as i64,
-            input: i(w.input),
-            window: i(w.window),
-            stride: i(w.stride),
-            dilation: i(w.dilation),
-            pad: i(w.pad_before),
-            output: i(w.output),
-            in_len: w.input_len() as i64,
-            out_len: w.output_len() as i64,
-            taps: w.taps() as i64,
-            channels_last: i64::from(self.layout == Layout::ChannelsLast),
-        }
-    }
-}
-
 /// The convolution geometry as the kernels take it. Mirrors `struct ConvGeo` in conv.cu
 /// field for field (all `i64`, so C and Rust agree on the layout without padding).
 #[repr(C)]
@@ -427,6 +191,33 @@ pub struct ConvGeo {
     pub channels_last: i64,
 }
 
+impl From<&ConvGeometry> for ConvGeo {
+    /// The kernels' view of `geo`. Every count is the dim of a tensor that exists (or the
+    /// output length, checked), so the `as i64` conversions are exact.
+    fn from(geo: &ConvGeometry) -> ConvGeo {
+        let w = &geo.window;
+        let i = |a: [usize; 3]| a.map(|v| v as i64);
+        ConvGeo {
+            batch: geo.batch as i64,
+            channels: geo.channels as i64,
+            out_channels: geo.out_channels as i64,
+            groups: geo.groups as i64,
+            group_in: geo.group_in() as i64,
+            group_out: geo.group_out() as i64,
+            input: i(w.input),
+            window: i(w.window),
+            stride: i(w.stride),
+            dilation: i(w.dilation),
+            pad: i(w.pad_before),
+            output: i(w.output),
+            in_len: w.input_len() as i64,
+            out_len: w.output_len() as i64,
+            taps: w.tap_count() as i64,
+            channels_last: i64::from(geo.layout == Layout::ChannelsLast),
+        }
+    }
+}
+
 // SAFETY: plain `#[repr(C)]` data of `i64`s with the layout of `struct ConvGeo` in conv.cu.
 unsafe impl DeviceRepr for ConvGeo {}
 
@@ -461,7 +252,7 @@ mod tests {
         // floor((6+2-3)/1)+1 = 6.
         let geo =
             ConvGeometry::new("conv", ["x", "kernel", "out"], &[3, 7, 6, 4], &[3, 2, 2, 6], &[3, 3, 6, 6], &p).unwrap();
-        let raw = geo.raw();
+        let raw = ConvGeo::from(&geo);
         assert_eq!(
             raw,
             ConvGeo {
@@ -484,30 +275,6 @@ mod tests {
             }
         );
         assert_eq!(std::mem::size_of::<ConvGeo>(), 28 * 8);
-    }
-
-    #[test]
-    fn validation_messages_match_the_cpu() {
-        let p = params(Layout::ChannelsFirst, &[1], &[1], &[0], &[0], 1);
-        let names = ["x", "kernel", "out"];
-        let e = ConvGeometry::new("conv", names, &[2, 3, 8], &[4, 3, 3], &[2, 4, 5], &p).unwrap_err();
-        assert_eq!(
-            e.message,
-            "conv: `out` has shape (2, 4, 5) but `x` (2, 3, 8) and `kernel` (4, 3, 3) give (2, 4, 6)"
-        );
-        let e = ConvGeometry::new("conv", names, &[2, 3], &[4, 3], &[2, 4], &p).unwrap_err();
-        assert!(e.message.contains("rank 3, 4 or 5"), "{}", e.message);
-        let e = ConvGeometry::new("conv", names, &[2, 3, 8], &[4, 2, 3], &[2, 4, 6], &p).unwrap_err();
-        assert!(e.message.contains("expects 2 input channels but `x` (2, 3, 8) has 3"), "{}", e.message);
-        let g0 = params(Layout::ChannelsFirst, &[1], &[1], &[0], &[0], 0);
-        let e = ConvGeometry::new("conv", names, &[2, 3, 8], &[4, 3, 3], &[2, 4, 6], &g0).unwrap_err();
-        assert_eq!(e.message, "conv: groups must be >= 1, got 0");
-        let two = params(Layout::ChannelsFirst, &[1, 1], &[1], &[0], &[0], 1);
-        let e = ConvGeometry::new("conv", names, &[2, 3, 8], &[4, 3, 3], &[2, 4, 6], &two).unwrap_err();
-        assert_eq!(e.message, "conv: strides [1, 1] has 2 entries for 1 spatial dims");
-        let big = params(Layout::ChannelsFirst, &[1], &[1], &[usize::MAX], &[0], 1);
-        let e = ConvGeometry::new("conv", names, &[2, 3, 8], &[4, 3, 3], &[2, 4, 6], &big).unwrap_err();
-        assert!(e.message.contains("overflow"), "{}", e.message);
     }
 
     #[test]

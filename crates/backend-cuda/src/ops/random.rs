@@ -23,31 +23,12 @@ fn kernel_params(dist: Distribution) -> (i32, f64, f64) {
     }
 }
 
-/// Rejects parameters outside each distribution's domain (NaN included), as the cpu backend
-/// does.
-fn check_distribution(dist: Distribution) -> Result<()> {
-    let problem = match dist {
-        Distribution::Uniform { low, high } if high.partial_cmp(&low).is_none_or(|o| o.is_lt()) => {
-            Some(format!("high {high} is below low {low}"))
-        }
-        Distribution::Normal { stddev, .. } if stddev.partial_cmp(&0.0).is_none_or(|o| o.is_lt()) => {
-            Some(format!("stddev {stddev} is negative"))
-        }
-        Distribution::Bernoulli { p } if !(0.0..=1.0).contains(&p) => Some(format!("p {p} is outside [0, 1]")),
-        _ => None,
-    };
-    match problem {
-        Some(p) => Err(BackendError::invalid(format!("random({dist:?}): {p}"))),
-        None => Ok(()),
-    }
-}
-
 /// Fills the float `out` from the stream `(seed, counter)`: element `i` is
 /// `keras_backend_api::random::sample(dist, seed, counter, i)` cast to `out`'s dtype (F16 as
 /// well as F32 and F64, like the cpu backend).
 pub fn random(device: &Device, dist: Distribution, seed: u64, counter: u64, out: TensorRef<'_>) -> Result<()> {
     let o = device.operand("random", "out", out)?;
-    check_distribution(dist)?;
+    dist.check()?;
     if !matches!(o.dtype, DType::F16 | DType::F32 | DType::F64) {
         return Err(BackendError::invalid(format!("random({dist:?}): out is {} but must be a float dtype", o.dtype)));
     }
@@ -237,19 +218,5 @@ int main() {
             assert_eq!(line, &format!("{:016x}", want.to_bits()), "{dist:?} seed {seed} counter {counter} index {i}");
         }
         let _ = std::fs::remove_dir_all(exe.parent().unwrap());
-    }
-
-    #[test]
-    fn invalid_parameters_are_refused_like_the_cpu() {
-        for dist in [
-            Distribution::Bernoulli { p: 1.5 },
-            Distribution::Bernoulli { p: f64::NAN },
-            Distribution::Uniform { low: 1.0, high: 0.0 },
-            Distribution::Normal { mean: 0.0, stddev: -1.0 },
-        ] {
-            let e = check_distribution(dist).unwrap_err();
-            assert!(e.message.starts_with("random("), "{}", e.message);
-        }
-        assert!(check_distribution(Distribution::Uniform { low: 1.0, high: 1.0 }).is_ok());
     }
 }
