@@ -115,6 +115,38 @@ impl BinaryOp {
                 | BinaryOp::GreaterEqual
         )
     }
+
+    /// `true` for `LogicalAnd` and `LogicalOr`, which take and produce `Bool`.
+    pub const fn is_logical(self) -> bool {
+        matches!(self, BinaryOp::LogicalAnd | BinaryOp::LogicalOr)
+    }
+
+    /// The dtype of `out` for inputs of dtype `input`: `Bool` for comparisons and logical
+    /// ops, `input` otherwise.
+    pub const fn output_dtype(self, input: DType) -> DType {
+        if self.is_comparison() || self.is_logical() { DType::Bool } else { input }
+    }
+
+    /// Checks the dtypes of one [`Backend::binary`](crate::Backend::binary) call: `a` and `b`
+    /// equal, `Bool` for the logical ops and not `Bool` for arithmetic, and `out` the dtype
+    /// the op produces ([`output_dtype`](Self::output_dtype)). The error is an
+    /// `InvalidArgument` prefixed with `kernel`.
+    pub fn check_dtypes(self, kernel: &str, a: DType, b: DType, out: DType) -> Result<(), BackendError> {
+        if a != b {
+            return Err(BackendError::invalid(format!("{kernel}: `a` is {a} but `b` is {b}; they must match")));
+        }
+        if self.is_logical() && a != DType::Bool {
+            return Err(BackendError::invalid(format!("{kernel}: takes bool tensors, got {a}")));
+        }
+        if !self.is_comparison() && !self.is_logical() && a == DType::Bool {
+            return Err(BackendError::invalid(format!("{kernel}: arithmetic is not defined for bool tensors")));
+        }
+        let want = self.output_dtype(a);
+        if out != want {
+            return Err(BackendError::invalid(format!("{kernel}: out is {out} but {self:?} on {a} produces {want}")));
+        }
+        Ok(())
+    }
 }
 
 /// Reductions over a set of axes.
@@ -402,6 +434,32 @@ impl OpKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_dtype_rules() {
+        use DType::*;
+        let check = |op: BinaryOp, a, b, out| op.check_dtypes("binary", a, b, out).map_err(|e| e.message);
+        assert_eq!(check(BinaryOp::Add, F32, F32, F32), Ok(()));
+        assert_eq!(check(BinaryOp::Less, I32, I32, Bool), Ok(()));
+        assert_eq!(check(BinaryOp::Equal, Bool, Bool, Bool), Ok(()));
+        assert_eq!(check(BinaryOp::LogicalOr, Bool, Bool, Bool), Ok(()));
+        assert_eq!(
+            check(BinaryOp::Add, F32, F64, F32).unwrap_err(),
+            "binary: `a` is float32 but `b` is float64; they must match"
+        );
+        assert_eq!(check(BinaryOp::LogicalAnd, I32, I32, Bool).unwrap_err(), "binary: takes bool tensors, got int32");
+        assert_eq!(
+            check(BinaryOp::Mul, Bool, Bool, Bool).unwrap_err(),
+            "binary: arithmetic is not defined for bool tensors"
+        );
+        assert_eq!(
+            check(BinaryOp::Greater, F32, F32, F32).unwrap_err(),
+            "binary: out is float32 but Greater on float32 produces bool"
+        );
+        assert_eq!(BinaryOp::Sub.check_dtypes("k", I64, I64, I32).unwrap_err().kind, crate::ErrorKind::InvalidArgument);
+        assert_eq!((BinaryOp::Mod.output_dtype(U8), BinaryOp::NotEqual.output_dtype(F16)), (U8, Bool));
+        assert!(BinaryOp::LogicalAnd.is_logical() && !BinaryOp::Equal.is_logical());
+    }
 
     #[test]
     fn reference_support_table() {

@@ -30,6 +30,46 @@ pub fn broadcast_strides(src: &[usize], dst: &[usize]) -> Vec<isize> {
     (0..dst.len()).map(|i| if i < lead || src[i - lead] == 1 { 0 } else { dense[i - lead] as isize }).collect()
 }
 
+/// Merges adjacent axes of `shape` that every operand walks with one stride and drops axes of
+/// length 1, so that same-shape and scalar operands become one axis: a loop over the result
+/// visits the same elements, in the same order, with fewer (and longer) rows. `strides[k]` are
+/// operand `k`'s element strides, one per axis of `shape` (a missing entry counts as 0, as
+/// from [`broadcast_strides`]). Returns the merged dims and each operand's merged strides;
+/// never rank 0 (a shape of no axes or only 1s gives one axis of length 1, stride 0).
+pub fn coalesce<const N: usize>(shape: &[usize], strides: &[Vec<isize>; N]) -> (Vec<usize>, [Vec<isize>; N]) {
+    let mut dims: Vec<usize> = Vec::with_capacity(shape.len());
+    let mut merged: [Vec<isize>; N] = std::array::from_fn(|_| Vec::with_capacity(shape.len()));
+    for (axis, &d) in shape.iter().enumerate() {
+        if d == 1 {
+            continue;
+        }
+        let stride = |k: usize| strides[k].get(axis).copied().unwrap_or(0);
+        let mergeable =
+            !dims.is_empty() && (0..N).all(|k| merged[k].last().copied() == Some(stride(k).wrapping_mul(d as isize)));
+        match dims.last_mut() {
+            Some(last) if mergeable => {
+                *last *= d;
+                for (k, m) in merged.iter_mut().enumerate() {
+                    if let Some(s) = m.last_mut() {
+                        *s = stride(k);
+                    }
+                }
+            }
+            _ => {
+                dims.push(d);
+                for (k, m) in merged.iter_mut().enumerate() {
+                    m.push(stride(k));
+                }
+            }
+        }
+    }
+    if dims.is_empty() {
+        dims.push(1);
+        merged.iter_mut().for_each(|m| m.push(0));
+    }
+    (dims, merged)
+}
+
 /// Element count of `shape`, or `None` on overflow.
 pub fn checked_len(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -207,6 +247,52 @@ mod tests {
         assert_eq!(fmt_shape(&[2, 3]), "(2, 3)");
         assert_eq!(fmt_shape(&[5]), "(5,)");
         assert_eq!(fmt_shape(&[]), "()");
+    }
+
+    /// Every (row-major index of `shape`) → operand offset, by brute force.
+    fn offsets(shape: &[usize], strides: &[isize]) -> Vec<isize> {
+        let n: usize = shape.iter().product();
+        (0..n)
+            .map(|mut i| {
+                let mut off = 0;
+                for (&d, &s) in shape.iter().zip(strides).rev() {
+                    off += (i % d) as isize * s;
+                    i /= d;
+                }
+                off
+            })
+            .collect()
+    }
+
+    #[test]
+    fn coalescing_keeps_every_offset_and_flattens_the_common_cases() {
+        let cases: &[(&[usize], &[usize], &[usize])] = &[
+            (&[2, 4, 3], &[2, 1, 3], &[4, 1]),
+            (&[3], &[], &[3]),
+            (&[], &[], &[]),
+            (&[5, 1, 7], &[5, 1, 7], &[1]),
+            (&[300, 200], &[300, 1], &[200]),
+            (&[2, 3, 40, 300], &[3, 1, 300], &[2, 1, 40, 1]),
+            (&[2, 70000], &[70000], &[2, 1]),
+            (&[4, 0, 3], &[4, 1, 3], &[3]),
+        ];
+        for &(out, a, b) in cases {
+            let strides = [broadcast_strides(a, out), broadcast_strides(b, out)];
+            let (dims, merged) = coalesce(out, &strides);
+            for k in 0..2 {
+                assert_eq!(offsets(&dims, &merged[k]), offsets(out, &strides[k]), "{out:?} {a:?} {b:?} operand {k}");
+            }
+        }
+        let flat = |out: &[usize], a: &[usize], b: &[usize]| {
+            let (dims, [sa, sb]) = coalesce(out, &[broadcast_strides(a, out), broadcast_strides(b, out)]);
+            (dims, sa, sb)
+        };
+        assert_eq!(flat(&[2, 3, 4], &[2, 3, 4], &[2, 3, 4]), (vec![24], vec![1], vec![1]));
+        assert_eq!(flat(&[2, 3, 4], &[2, 3, 4], &[]), (vec![24], vec![1], vec![0]));
+        assert_eq!(flat(&[], &[], &[]), (vec![1], vec![0], vec![0]));
+        assert_eq!(flat(&[2, 3], &[2, 1], &[3]), (vec![2, 3], vec![1, 0], vec![0, 1]));
+        // Strides that do not chain (a transposed operand) keep their axes apart.
+        assert_eq!(coalesce(&[2, 3], &[vec![1, 2]]), (vec![2, 3], [vec![1, 2]]));
     }
 
     #[test]

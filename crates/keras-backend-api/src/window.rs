@@ -1,5 +1,5 @@
-//! Window geometry of convolution and pooling, and the argument checks of convolution, shared
-//! by every backend so that all of them accept the same calls and refuse the others with the
+//! Window geometry of convolution and pooling, and the argument checks of both, shared by
+//! every backend so that all of them accept the same calls and refuse the others with the
 //! same messages.
 //!
 //! A sweep is normalised to three spatial dims by prepending unit dims (input 1, window 1,
@@ -8,7 +8,7 @@
 //! arithmetic, launch layout) stays in the backend.
 
 use crate::{
-    BackendError, ConvParams, Layout,
+    BackendError, ConvParams, Layout, PoolParams,
     shape::{conv_output_len, fmt_shape},
 };
 
@@ -126,6 +126,22 @@ impl WindowGeometry {
     }
 }
 
+/// Splits the input shape `x` (named `name` in the message) of a convolution or pooling into
+/// batch, channels and spatial dims by `layout`, after checking its rank (3 to 5).
+fn split_input<'a>(name: &str, x: &'a [usize], layout: Layout) -> Result<(usize, usize, &'a [usize]), String> {
+    let rank = x.len();
+    if !(3..=5).contains(&rank) {
+        return Err(format!(
+            "`{name}` {} must have rank 3, 4 or 5 (batch, channels and 1 to 3 spatial dims)",
+            fmt_shape(x)
+        ));
+    }
+    Ok(match layout {
+        Layout::ChannelsFirst => (x[0], x[1], &x[2..]),
+        Layout::ChannelsLast => (x[0], x[rank - 1], &x[1..rank - 1]),
+    })
+}
+
 /// The checked shapes of one convolution ([`Backend::conv`](crate::Backend::conv) and its two
 /// backward kernels): batch, channels, groups and the spatial [`WindowGeometry`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,21 +177,12 @@ impl ConvGeometry {
     ) -> Result<ConvGeometry, BackendError> {
         let [xn, kn, yn] = names;
         let invalid = |message: String| BackendError::invalid(format!("{kernel}: {message}"));
+        let (batch, channels, x_spatial) = split_input(xn, x, params.layout).map_err(invalid)?;
         let rank = x.len();
-        if !(3..=5).contains(&rank) {
-            return Err(invalid(format!(
-                "`{xn}` {} must have rank 3, 4 or 5 (batch, channels and 1 to 3 spatial dims)",
-                fmt_shape(x)
-            )));
-        }
         if k.len() != rank {
             return Err(invalid(format!("`{kn}` {} must have rank {rank} like `{xn}` {}", fmt_shape(k), fmt_shape(x))));
         }
         let spatial = rank - 2;
-        let (batch, channels, x_spatial) = match params.layout {
-            Layout::ChannelsFirst => (x[0], x[1], &x[2..]),
-            Layout::ChannelsLast => (x[0], x[rank - 1], &x[1..rank - 1]),
-        };
         let (out_channels, group_in, k_spatial) = match params.layout {
             Layout::ChannelsFirst => (k[0], k[1], &k[2..]),
             Layout::ChannelsLast => (k[rank - 1], k[rank - 2], &k[..spatial]),
@@ -239,6 +246,85 @@ impl ConvGeometry {
     /// Output channels per group, O / G.
     pub fn group_out(&self) -> usize {
         self.out_channels / self.groups
+    }
+}
+
+/// The checked shapes of one pooling ([`Backend::pool`](crate::Backend::pool) and
+/// [`Backend::pool_backward`](crate::Backend::pool_backward)): batch, channels and the spatial
+/// [`WindowGeometry`] (dilation 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    /// Channel position of input and output.
+    pub layout: Layout,
+    /// Batch size B.
+    pub batch: usize,
+    /// Channels C (the same in input and output).
+    pub channels: usize,
+    /// The spatial sweep of the pooling window over the input.
+    pub window: WindowGeometry,
+}
+
+impl PoolGeometry {
+    /// Validates the input shape `x` and the output shape `y` (named `y_name` in messages: the
+    /// output, or the output gradient of the backward kernel) against `params`: rank 3 to 5,
+    /// the [`WindowGeometry`] of the spatial dims, and `y` equal to the shape they give. Every
+    /// error is an `InvalidArgument` prefixed with `kernel`.
+    pub fn new(
+        kernel: &str,
+        y_name: &str,
+        x: &[usize],
+        y: &[usize],
+        params: &PoolParams<'_>,
+    ) -> Result<PoolGeometry, BackendError> {
+        let invalid = |message: String| BackendError::invalid(format!("{kernel}: {message}"));
+        let (batch, channels, x_spatial) = split_input("x", x, params.layout).map_err(invalid)?;
+        let dilation = vec![1; x_spatial.len()];
+        let window = WindowGeometry::new(
+            x_spatial,
+            &params.window,
+            &params.strides,
+            &dilation,
+            &params.pad_before,
+            &params.pad_after,
+        )
+        .map_err(invalid)?;
+        let expected: Vec<usize> = match params.layout {
+            Layout::ChannelsFirst => [batch, channels].iter().chain(window.output_dims()).copied().collect(),
+            Layout::ChannelsLast => [batch].iter().chain(window.output_dims()).chain([&channels]).copied().collect(),
+        };
+        if y != expected.as_slice() {
+            return Err(invalid(format!(
+                "`{y_name}` has shape {} but `x` {} with window {:?}, strides {:?} and padding {:?}/{:?} gives {}",
+                fmt_shape(y),
+                fmt_shape(x),
+                params.window.as_slice(),
+                params.strides.as_slice(),
+                params.pad_before.as_slice(),
+                params.pad_after.as_slice(),
+                fmt_shape(&expected)
+            )));
+        }
+        Ok(PoolGeometry { layout: params.layout, batch, channels, window })
+    }
+
+    /// The checks of [`Backend::pool_backward`](crate::Backend::pool_backward): [`new`](Self::new)
+    /// on the input `x` and the output gradient `dy`, then the input gradient `dx` must have
+    /// `x`'s shape. Errors are prefixed with `pool_backward`.
+    pub fn backward(
+        x: &[usize],
+        dy: &[usize],
+        dx: &[usize],
+        params: &PoolParams<'_>,
+    ) -> Result<PoolGeometry, BackendError> {
+        let geometry = PoolGeometry::new("pool_backward", "dy", x, dy, params)?;
+        if dx != x {
+            return Err(BackendError::invalid(format!(
+                "pool_backward: `dx` has shape {} but `x` has {}; they must be equal",
+                fmt_shape(dx),
+                fmt_shape(x)
+            )));
+        }
+        Ok(geometry)
     }
 }
 
@@ -352,5 +438,65 @@ mod tests {
         );
         let big = params(Layout::ChannelsFirst, 1, [&[1], &[1], &[usize::MAX], &[0]]);
         assert!(message(&[2, 3, 8], &[4, 3, 3], &[2, 4, 6], &big).contains("overflow"));
+    }
+
+    /// Max pooling parameters with `[window, strides, pad_before, pad_after]`.
+    fn pool_params<'a>(layout: Layout, [w, s, pb, pa]: [&'a [usize]; 4]) -> PoolParams<'a> {
+        let r = RSlice::from_slice;
+        PoolParams {
+            mode: crate::PoolMode::Max,
+            layout,
+            window: r(w),
+            strides: r(s),
+            pad_before: r(pb),
+            pad_after: r(pa),
+        }
+    }
+
+    #[test]
+    fn pool_geometry_in_both_layouts() {
+        // x (2, 5, 4, 3): outputs floor((5+1-2)/2)+1 = 3 and floor((4+2-2)/1)+1 = 5.
+        let last = pool_params(Layout::ChannelsLast, [&[2, 2], &[2, 1], &[0, 1], &[1, 1]]);
+        let geo = PoolGeometry::new("pool", "out", &[2, 5, 4, 3], &[2, 3, 5, 3], &last).unwrap();
+        assert_eq!((geo.layout, geo.batch, geo.channels), (Layout::ChannelsLast, 2, 3));
+        assert_eq!(geo.window, WindowGeometry::new(&[5, 4], &[2, 2], &[2, 1], &[1, 1], &[0, 1], &[1, 1]).unwrap());
+        let first = pool_params(Layout::ChannelsFirst, [&[3], &[1], &[1], &[1]]);
+        let geo = PoolGeometry::backward(&[2, 4, 7], &[2, 4, 7], &[2, 4, 7], &first).unwrap();
+        assert_eq!((geo.batch, geo.channels, geo.window.output_dims()), (2, 4, &[7][..]));
+    }
+
+    #[test]
+    fn pool_validation_messages() {
+        let p = pool_params(Layout::ChannelsFirst, [&[2, 2], &[2, 2], &[0, 0], &[0, 0]]);
+        let message = |x: &[usize], y: &[usize], p: &PoolParams<'_>| {
+            let e = PoolGeometry::new("pool", "out", x, y, p).unwrap_err();
+            assert_eq!(e.kind, crate::ErrorKind::InvalidArgument);
+            e.message
+        };
+        assert_eq!(
+            message(&[2, 3, 4, 4], &[2, 3, 3, 2], &p),
+            "pool: `out` has shape (2, 3, 3, 2) but `x` (2, 3, 4, 4) with window [2, 2], strides [2, 2] and \
+             padding [0, 0]/[0, 0] gives (2, 3, 2, 2)"
+        );
+        assert_eq!(message(&[2, 3, 4], &[2, 3, 2], &p), "pool: window [2, 2] has 2 entries for 1 spatial dims");
+        assert_eq!(
+            message(&[2, 3], &[2, 3], &p),
+            "pool: `x` (2, 3) must have rank 3, 4 or 5 (batch, channels and 1 to 3 spatial dims)"
+        );
+        let zero = pool_params(Layout::ChannelsFirst, [&[2, 2], &[0, 2], &[0, 0], &[0, 0]]);
+        assert_eq!(
+            message(&[2, 3, 4, 4], &[2, 3, 2, 2], &zero),
+            "pool: dim 0: kernel 2, stride 0 and dilation 1 must be >= 1"
+        );
+        let e = PoolGeometry::backward(&[2, 3, 4, 4], &[2, 3, 3, 2], &[2, 3, 4, 4], &p).unwrap_err();
+        assert!(e.message.starts_with("pool_backward: `dy` has shape (2, 3, 3, 2)"), "{e:?}");
+        let e = PoolGeometry::backward(&[2, 3, 4, 4], &[2, 3, 2, 2], &[2, 3, 4, 5], &p).unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (
+                crate::ErrorKind::InvalidArgument,
+                "pool_backward: `dx` has shape (2, 3, 4, 5) but `x` has (2, 3, 4, 4); they must be equal"
+            )
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
 use half::f16;
-use keras_backend_api::{BackendError, DType};
+use keras_backend_api::{BackendError, DType, shape::coalesce};
 use rayon::prelude::*;
 
 use crate::{CpuStorage, Result, layout::StridedIndex};
@@ -544,41 +544,6 @@ pub fn widen_f16(v: &[f16]) -> Vec<f32> {
 /// Rounds `f32` results back into `f16` storage.
 pub fn narrow_f16(src: &[f32], dst: &mut [f16]) {
     map_into(src, dst, f16::from_f32);
-}
-
-/// Merges adjacent axes that every operand walks with one stride and drops axes of length 1,
-/// so that a same-shape or scalar operand becomes one contiguous run. Never returns rank 0.
-fn coalesce<const N: usize>(shape: &[usize], strides: &[Vec<isize>; N]) -> (Vec<usize>, [Vec<isize>; N]) {
-    let mut dims: Vec<usize> = Vec::with_capacity(shape.len());
-    let mut merged: [Vec<isize>; N] = std::array::from_fn(|_| Vec::with_capacity(shape.len()));
-    for (axis, &d) in shape.iter().enumerate() {
-        if d == 1 {
-            continue;
-        }
-        let stride = |k: usize| strides[k].get(axis).copied().unwrap_or(0);
-        let mergeable = match dims.last() {
-            Some(_) => (0..N).all(|k| merged[k].last().copied() == Some(stride(k) * d as isize)),
-            None => false,
-        };
-        if let (true, Some(last)) = (mergeable, dims.last_mut()) {
-            *last *= d;
-            for (k, m) in merged.iter_mut().enumerate() {
-                if let Some(s) = m.last_mut() {
-                    *s = stride(k);
-                }
-            }
-        } else {
-            dims.push(d);
-            for (k, m) in merged.iter_mut().enumerate() {
-                m.push(stride(k));
-            }
-        }
-    }
-    if dims.is_empty() {
-        dims.push(1);
-        merged.iter_mut().for_each(|m| m.push(0));
-    }
-    (dims, merged)
 }
 
 /// Offset of the row-major element `index` of `shape` in a view with `strides`.

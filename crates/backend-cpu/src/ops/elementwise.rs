@@ -160,9 +160,9 @@ pub fn binary(op: BinaryOp, a: Tensor<'_>, b: Tensor<'_>, out: TensorMut<'_>) ->
         )));
     }
     let dtype = a.data.dtype();
-    check_binary_dtypes(op, &kernel, dtype, b.data.dtype(), out.data.dtype())?;
+    op.check_dtypes(&kernel, dtype, b.data.dtype(), out.data.dtype())?;
     let (a_shape, b_shape, out_shape) = (a.shape, b.shape, out.shape);
-    if op.is_comparison() || is_logical(op) {
+    if op.is_comparison() || op.is_logical() {
         let o = view_mut::<bool>(out.data, &kernel, "out")?;
         return for_dtype!(dtype, T => {
             let (av, bv) = (view::<T>(a.data, &kernel, "a")?, view::<T>(b.data, &kernel, "b")?);
@@ -188,29 +188,6 @@ pub fn binary(op: BinaryOp, a: Tensor<'_>, b: Tensor<'_>, out: TensorMut<'_>) ->
         DType::U8 => arith_typed::<u8>(op, &kernel, a, b, out),
         DType::Bool => Err(BackendError::invalid(format!("{kernel}: arithmetic is not defined for bool tensors"))),
     }
-}
-
-fn is_logical(op: BinaryOp) -> bool {
-    matches!(op, BinaryOp::LogicalAnd | BinaryOp::LogicalOr)
-}
-
-/// Checks that both inputs share a dtype valid for `op` and that `out` has the dtype `op`
-/// produces.
-fn check_binary_dtypes(op: BinaryOp, kernel: &str, a: DType, b: DType, out: DType) -> Result<()> {
-    if a != b {
-        return Err(BackendError::invalid(format!("{kernel}: `a` is {a} but `b` is {b}; they must match")));
-    }
-    if is_logical(op) && a != DType::Bool {
-        return Err(BackendError::invalid(format!("{kernel}: takes bool tensors, got {a}")));
-    }
-    if !op.is_comparison() && !is_logical(op) && a == DType::Bool {
-        return Err(BackendError::invalid(format!("{kernel}: arithmetic is not defined for bool tensors")));
-    }
-    let want = if op.is_comparison() || is_logical(op) { DType::Bool } else { a };
-    if out != want {
-        return Err(BackendError::invalid(format!("{kernel}: out is {out} but {op:?} on {a} produces {want}")));
-    }
-    Ok(())
 }
 
 /// Integer `Div` and `Mod` refuse a zero divisor and integer `Pow` a negative exponent; `rhs`
@@ -361,9 +338,9 @@ pub fn binary_in_place(op: BinaryOp, other: Tensor<'_>, out: TensorMut<'_>, out_
         )));
     }
     let dtype = out.data.dtype();
-    check_binary_dtypes(op, &kernel, dtype, other.data.dtype(), dtype)?;
+    op.check_dtypes(&kernel, dtype, other.data.dtype(), dtype)?;
     let (other_shape, out_shape) = (other.shape, out.shape);
-    if op.is_comparison() || is_logical(op) {
+    if op.is_comparison() || op.is_logical() {
         let (ov, o) = (view::<bool>(other.data, &kernel, other_name)?, view_mut::<bool>(out.data, &kernel, "out")?);
         return compare_or_logic(op, &kernel, ZipInPlace { other: ov, other_shape, out: o, out_shape, out_is_lhs });
     }
@@ -480,7 +457,7 @@ mod tests {
         sb: &[usize],
         out: &[usize],
     ) -> CpuStorage {
-        let dtype = if op.is_comparison() || is_logical(op) { DType::Bool } else { a.dtype() };
+        let dtype = op.output_dtype(a.dtype());
         let mut o = CpuStorage::zeros(dtype, out.iter().product());
         binary(op, t(a, sa), t(b, sb), TensorMut { data: &mut o, shape: out }).unwrap();
         o

@@ -11,11 +11,11 @@
 
 use std::ops::Range;
 
-use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams, window::WindowGeometry};
+use keras_backend_api::{Layout, PoolMode, PoolParams, window::PoolGeometry as CheckedPool};
 use rayon::prelude::*;
 
 use super::element::{Float, min_per_task};
-use super::window::{Window, beats, fmt_shape, with_float_triple};
+use super::window::{Window, beats, with_float_triple};
 use super::{Tensor, TensorMut};
 use crate::simd::vectorized;
 use crate::{Result, with_float_pair};
@@ -25,7 +25,7 @@ const MIN_TASK_ELEMENTS: usize = 1 << 12;
 
 /// Forward pooling: `out` gets the max or mean of each window of `x`.
 pub fn pool(x: Tensor<'_>, out: TensorMut<'_>, params: &PoolParams<'_>) -> Result<()> {
-    let geo = PoolGeometry::new("pool", "out", x.shape, out.shape, params)?;
+    let geo = PoolGeometry::from(CheckedPool::new("pool", "out", x.shape, out.shape, params)?);
     with_float_pair!("pool", (x.data, out.data), (x, y) => {
         pool_typed(&geo, params.mode, x, y);
         Ok(())
@@ -36,21 +36,14 @@ pub fn pool(x: Tensor<'_>, out: TensorMut<'_>, params: &PoolParams<'_>) -> Resul
 /// of `dy` goes to the first maximal in-bounds element of its window (Max) or is spread
 /// evenly over the window's in-bounds elements (Avg); overlapping windows add up.
 pub fn pool_backward(x: Tensor<'_>, dy: Tensor<'_>, dx: TensorMut<'_>, params: &PoolParams<'_>) -> Result<()> {
-    let geo = PoolGeometry::new("pool_backward", "dy", x.shape, dy.shape, params)?;
-    if dx.shape != x.shape {
-        return Err(BackendError::invalid(format!(
-            "pool_backward: `dx` has shape {} but `x` has {}; they must be equal",
-            fmt_shape(dx.shape),
-            fmt_shape(x.shape)
-        )));
-    }
+    let geo = PoolGeometry::from(CheckedPool::backward(x.shape, dy.shape, dx.shape, params)?);
     with_float_triple!("pool_backward", ["x", "dy", "dx"], (x.data, dy.data, dx.data), (x, dy, dx) => {
         pool_backward_typed(&geo, params.mode, x, dy, dx);
         Ok(())
     })
 }
 
-/// The checked shapes of one pooling.
+/// The checked shapes of one pooling, with the clipped window of every output index.
 #[derive(Debug)]
 struct PoolGeometry {
     layout: Layout,
@@ -60,53 +53,15 @@ struct PoolGeometry {
     ranges: [Vec<Range<usize>>; 3],
 }
 
-impl PoolGeometry {
-    /// Validates the input shape `x` and the output (or output gradient, named `y_name`)
-    /// shape `y` against `params`.
-    fn new(kernel: &str, y_name: &str, x: &[usize], y: &[usize], params: &PoolParams<'_>) -> Result<Self> {
-        let invalid = |message: String| BackendError::invalid(format!("{kernel}: {message}"));
-        let rank = x.len();
-        if !(3..=5).contains(&rank) {
-            return Err(invalid(format!(
-                "`x` {} must have rank 3, 4 or 5 (batch, channels and 1 to 3 spatial dims)",
-                fmt_shape(x)
-            )));
-        }
-        let (batch, channels, x_spatial) = match params.layout {
-            Layout::ChannelsFirst => (x[0], x[1], &x[2..]),
-            Layout::ChannelsLast => (x[0], x[rank - 1], &x[1..rank - 1]),
-        };
-        let dilation = vec![1; rank - 2];
-        let window = WindowGeometry::new(
-            x_spatial,
-            &params.window,
-            &params.strides,
-            &dilation,
-            &params.pad_before,
-            &params.pad_after,
-        )
-        .map(Window::from)
-        .map_err(invalid)?;
-        let expected: Vec<usize> = match params.layout {
-            Layout::ChannelsFirst => [batch, channels].iter().chain(window.output_dims()).copied().collect(),
-            Layout::ChannelsLast => [batch].iter().chain(window.output_dims()).chain([&channels]).copied().collect(),
-        };
-        if y != expected.as_slice() {
-            return Err(invalid(format!(
-                "`{y_name}` has shape {} but `x` {} with window {:?}, strides {:?} and padding {:?}/{:?} gives {}",
-                fmt_shape(y),
-                fmt_shape(x),
-                params.window.as_slice(),
-                params.strides.as_slice(),
-                params.pad_before.as_slice(),
-                params.pad_after.as_slice(),
-                fmt_shape(&expected)
-            )));
-        }
+impl From<CheckedPool> for PoolGeometry {
+    fn from(checked: CheckedPool) -> PoolGeometry {
+        let window = Window::from(checked.window);
         let ranges = window.clipped_windows();
-        Ok(PoolGeometry { layout: params.layout, channels, window, ranges })
+        PoolGeometry { layout: checked.layout, channels: checked.channels, window, ranges }
     }
+}
 
+impl PoolGeometry {
     /// The in-bounds input box of the output position `p`, per dim.
     fn window_box(&self, p: usize) -> [&Range<usize>; 3] {
         let o = self.window.output_index(p);

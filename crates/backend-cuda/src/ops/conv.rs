@@ -10,7 +10,8 @@
 //!
 //! None uses atomics, so all three are deterministic. The argument checks and the window
 //! geometry are the contract's ([`keras_backend_api::window`]), the same code the CPU backend
-//! calls; pooling uses the same [`Window`].
+//! calls; pooling's checks ([`PoolGeometry`](keras_backend_api::window::PoolGeometry)) sweep
+//! the same [`WindowGeometry`](keras_backend_api::window::WindowGeometry).
 
 pub(crate) mod cudnn;
 
@@ -18,10 +19,8 @@ use cudarc::driver::{DeviceRepr, LaunchConfig};
 use keras_backend_api::{BackendError, ConvParams, DType, Layout, TensorRef};
 
 use crate::{ConvPath, Device, Result, device::Kernel, ops::dtype_suffix};
-// The contract's shape printing, window geometry and convolution checks, under the names that
-// `pool` and `cudnn` import from here.
-pub(crate) use keras_backend_api::shape::fmt_shape;
-pub(crate) use keras_backend_api::window::{ConvGeometry, WindowGeometry as Window};
+// The contract's convolution checks, under the name that `cudnn` imports from here.
+pub(crate) use keras_backend_api::window::ConvGeometry;
 
 const MODULE: &str = "conv";
 

@@ -10,7 +10,7 @@
 
 use keras_backend_api::{
     BackendError, BinaryOp, DType, TensorRef, UnaryOp,
-    shape::{self, broadcast_strides},
+    shape::{self, broadcast_strides, coalesce},
 };
 
 use crate::{
@@ -196,29 +196,6 @@ fn binary_name(op: BinaryOp) -> &'static str {
     }
 }
 
-fn is_logical(op: BinaryOp) -> bool {
-    matches!(op, BinaryOp::LogicalAnd | BinaryOp::LogicalOr)
-}
-
-/// The cpu backend's dtype rule: both inputs share a dtype valid for `op`, and `out` has the
-/// dtype `op` produces.
-fn check_binary_dtypes(op: BinaryOp, kernel: &str, a: DType, b: DType, out: DType) -> Result<()> {
-    if a != b {
-        return Err(BackendError::invalid(format!("{kernel}: `a` is {a} but `b` is {b}; they must match")));
-    }
-    if is_logical(op) && a != DType::Bool {
-        return Err(BackendError::invalid(format!("{kernel}: takes bool tensors, got {a}")));
-    }
-    if !op.is_comparison() && !is_logical(op) && a == DType::Bool {
-        return Err(BackendError::invalid(format!("{kernel}: arithmetic is not defined for bool tensors")));
-    }
-    let want = if op.is_comparison() || is_logical(op) { DType::Bool } else { a };
-    if out != want {
-        return Err(BackendError::invalid(format!("{kernel}: out is {out} but {op:?} on {a} produces {want}")));
-    }
-    Ok(())
-}
-
 /// `out = op(a, b)` with NumPy broadcasting. `out` may be `a` or `b` when that input has
 /// `out`'s shape (element-wise in place), or both (then each input is read from a copy when
 /// its shape differs from `out`'s, as the CPU reads from a private copy).
@@ -243,7 +220,7 @@ pub fn binary(device: &Device, op: BinaryOp, a: TensorRef<'_>, b: TensorRef<'_>,
                 "{kernel_name}: in place, `{other_name}` {other:?} must broadcast to out's shape {out_shape:?}"
             )));
         }
-        check_binary_dtypes(op, &kernel_name, o.dtype, other_dtype, o.dtype)?;
+        op.check_dtypes(&kernel_name, o.dtype, other_dtype, o.dtype)?;
     } else {
         let expected = shape::broadcast(&a.shape, &b.shape)
             .map_err(|e| BackendError::invalid(format!("{kernel_name}: {e} (out has shape {out_shape:?})")))?;
@@ -254,7 +231,7 @@ pub fn binary(device: &Device, op: BinaryOp, a: TensorRef<'_>, b: TensorRef<'_>,
                 b.shape.as_slice()
             )));
         }
-        check_binary_dtypes(op, &kernel_name, ao.dtype, bo.dtype, o.dtype)?;
+        op.check_dtypes(&kernel_name, ao.dtype, bo.dtype, o.dtype)?;
     }
     if o.len == 0 {
         return Ok(());
@@ -530,90 +507,9 @@ fn check_alias_shape(kernel: &str, inputs: &[(&str, &TensorRef<'_>)], out: &Tens
     Ok(())
 }
 
-/// Merges adjacent axes of `shape` that every operand walks with one stride and drops axes of
-/// length 1, so that same-shape and scalar operands become one axis (the cpu backend's
-/// `coalesce`). `strides[k]` has one entry per axis of `shape`. Never returns rank 0.
-pub fn coalesce<const N: usize>(shape: &[usize], strides: &[Vec<isize>; N]) -> (Vec<usize>, [Vec<isize>; N]) {
-    let mut dims: Vec<usize> = Vec::with_capacity(shape.len());
-    let mut merged: [Vec<isize>; N] = std::array::from_fn(|_| Vec::with_capacity(shape.len()));
-    for (axis, &d) in shape.iter().enumerate() {
-        if d == 1 {
-            continue;
-        }
-        let stride = |k: usize| strides[k].get(axis).copied().unwrap_or(0);
-        let mergeable =
-            !dims.is_empty() && (0..N).all(|k| merged[k].last().copied() == Some(stride(k).wrapping_mul(d as isize)));
-        match dims.last_mut() {
-            Some(last) if mergeable => {
-                *last *= d;
-                for (k, m) in merged.iter_mut().enumerate() {
-                    if let Some(s) = m.last_mut() {
-                        *s = stride(k);
-                    }
-                }
-            }
-            _ => {
-                dims.push(d);
-                for (k, m) in merged.iter_mut().enumerate() {
-                    m.push(stride(k));
-                }
-            }
-        }
-    }
-    if dims.is_empty() {
-        dims.push(1);
-        merged.iter_mut().for_each(|m| m.push(0));
-    }
-    (dims, merged)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every (row-major index of `shape`) → operand offset, by brute force.
-    fn offsets(shape: &[usize], strides: &[isize]) -> Vec<isize> {
-        let n: usize = shape.iter().product();
-        (0..n)
-            .map(|mut i| {
-                let mut off = 0;
-                for (&d, &s) in shape.iter().zip(strides).rev() {
-                    off += (i % d) as isize * s;
-                    i /= d;
-                }
-                off
-            })
-            .collect()
-    }
-
-    #[test]
-    fn coalescing_keeps_every_offset_and_flattens_the_common_cases() {
-        let cases: &[(&[usize], &[usize], &[usize])] = &[
-            (&[2, 4, 3], &[2, 1, 3], &[4, 1]),
-            (&[3], &[], &[3]),
-            (&[], &[], &[]),
-            (&[5, 1, 7], &[5, 1, 7], &[1]),
-            (&[300, 200], &[300, 1], &[200]),
-            (&[2, 3, 40, 300], &[3, 1, 300], &[2, 1, 40, 1]),
-            (&[2, 70000], &[70000], &[2, 1]),
-            (&[4, 0, 3], &[4, 1, 3], &[3]),
-        ];
-        for &(out, a, b) in cases {
-            let strides = [broadcast_strides(a, out), broadcast_strides(b, out)];
-            let (dims, merged) = coalesce(out, &strides);
-            for k in 0..2 {
-                assert_eq!(offsets(&dims, &merged[k]), offsets(out, &strides[k]), "{out:?} {a:?} {b:?} operand {k}");
-            }
-        }
-        let flat = |out: &[usize], a: &[usize], b: &[usize]| {
-            let (dims, [sa, sb]) = coalesce(out, &[broadcast_strides(a, out), broadcast_strides(b, out)]);
-            (dims, sa, sb)
-        };
-        assert_eq!(flat(&[2, 3, 4], &[2, 3, 4], &[2, 3, 4]), (vec![24], vec![1], vec![1]));
-        assert_eq!(flat(&[2, 3, 4], &[2, 3, 4], &[]), (vec![24], vec![1], vec![0]));
-        assert_eq!(flat(&[], &[], &[]), (vec![1], vec![0], vec![0]));
-        assert_eq!(flat(&[2, 3], &[2, 1], &[3]), (vec![2, 3], vec![1, 0], vec![0, 1]));
-    }
 
     #[test]
     fn fill_bits_follow_the_cpu_conversions() {

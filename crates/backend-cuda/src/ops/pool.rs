@@ -11,9 +11,9 @@
 mod cudnn;
 
 use cudarc::driver::DeviceRepr;
-use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams, TensorRef};
+use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams, TensorRef, window::PoolGeometry};
 
-use super::conv::{Window, float_dtype, fmt_shape, refuse_alias};
+use super::conv::{float_dtype, refuse_alias};
 use crate::{
     ConvPath, Device, Result,
     device::{Kernel, grid_1d},
@@ -36,7 +36,7 @@ pub fn pool(d: &Device, x: TensorRef<'_>, out: TensorRef<'_>, p: &PoolParams<'_>
     if d.conv_path == ConvPath::Cudnn && cudnn::pool(d, &geo, p, dtype, &xo, &yo)? {
         return Ok(());
     }
-    let raw = geo.raw(p.mode);
+    let raw = raw(&geo, p.mode);
     let n = yo.len as i64;
     let name = format!("pool_forward_{}", dtype_suffix(dtype));
     crate::launch!(d, Kernel { module: MODULE, function: &name }, grid_1d(yo.len); yo.ptr, xo.ptr, raw, n)
@@ -55,14 +55,7 @@ pub fn pool_backward(
     const KERNEL: &str = "pool_backward";
     refuse_alias(KERNEL, &[x.buffer, dy.buffer], dx.buffer)?;
     let (xo, dyo, dxo) = (d.operand(KERNEL, "x", x)?, d.operand(KERNEL, "dy", dy)?, d.operand(KERNEL, "out", dx)?);
-    let geo = PoolGeometry::new(KERNEL, "dy", &x.shape, &dy.shape, p)?;
-    if dx.shape.as_slice() != x.shape.as_slice() {
-        return Err(BackendError::invalid(format!(
-            "pool_backward: `dx` has shape {} but `x` has {}; they must be equal",
-            fmt_shape(&dx.shape),
-            fmt_shape(&x.shape)
-        )));
-    }
+    let geo = PoolGeometry::backward(&x.shape, &dy.shape, &dx.shape, p)?;
     let dtype = float_dtype(KERNEL, &["x", "dy", "dx"], &[xo.dtype, dyo.dtype, dxo.dtype])?;
     if dxo.len == 0 {
         return Ok(());
@@ -70,7 +63,7 @@ pub fn pool_backward(
     if d.conv_path == ConvPath::Cudnn && cudnn::pool_backward(d, &geo, p, dtype, &xo, &dyo, &dxo)? {
         return Ok(());
     }
-    let raw = geo.raw(p.mode);
+    let raw = raw(&geo, p.mode);
     let n = dxo.len as i64;
     let name = format!("pool_backward_{}", dtype_suffix(dtype));
     crate::launch!(d, Kernel { module: MODULE, function: &name }, grid_1d(dxo.len);
@@ -92,72 +85,23 @@ fn pair_dtype(
     float_dtype(kernel, &["x", "out"], &[a, b])
 }
 
-/// The checked shapes of one pooling: the CPU's `PoolGeometry`.
-#[derive(Debug)]
-struct PoolGeometry {
-    layout: Layout,
-    batch: usize,
-    channels: usize,
-    window: Window,
-}
-
-impl PoolGeometry {
-    /// Validates the input shape `x` and the output (or output gradient, named `y_name`)
-    /// shape `y` against `params`, with the CPU's conditions and messages.
-    fn new(kernel: &str, y_name: &str, x: &[usize], y: &[usize], params: &PoolParams<'_>) -> Result<Self> {
-        let invalid = |message: String| BackendError::invalid(format!("{kernel}: {message}"));
-        let rank = x.len();
-        if !(3..=5).contains(&rank) {
-            return Err(invalid(format!(
-                "`x` {} must have rank 3, 4 or 5 (batch, channels and 1 to 3 spatial dims)",
-                fmt_shape(x)
-            )));
-        }
-        let (batch, channels, x_spatial) = match params.layout {
-            Layout::ChannelsFirst => (x[0], x[1], &x[2..]),
-            Layout::ChannelsLast => (x[0], x[rank - 1], &x[1..rank - 1]),
-        };
-        let dilation = vec![1; rank - 2];
-        let window =
-            Window::new(x_spatial, &params.window, &params.strides, &dilation, &params.pad_before, &params.pad_after)
-                .map_err(invalid)?;
-        let expected: Vec<usize> = match params.layout {
-            Layout::ChannelsFirst => [batch, channels].iter().chain(window.output_dims()).copied().collect(),
-            Layout::ChannelsLast => [batch].iter().chain(window.output_dims()).chain([&channels]).copied().collect(),
-        };
-        if y != expected.as_slice() {
-            return Err(invalid(format!(
-                "`{y_name}` has shape {} but `x` {} with window {:?}, strides {:?} and padding {:?}/{:?} gives {}",
-                fmt_shape(y),
-                fmt_shape(x),
-                params.window.as_slice(),
-                params.strides.as_slice(),
-                params.pad_before.as_slice(),
-                params.pad_after.as_slice(),
-                fmt_shape(&expected)
-            )));
-        }
-        Ok(PoolGeometry { layout: params.layout, batch, channels, window })
-    }
-
-    /// The kernels' view. Every count is a dim of a live tensor or a checked output length,
-    /// so the `as i64` conversions are exact.
-    fn raw(&self, mode: PoolMode) -> PoolGeo {
-        let w = &self.window;
-        let i = |a: [usize; 3]| a.map(|v| v as i64);
-        PoolGeo {
-            batch: self.batch as i64,
-            channels: self.channels as i64,
-            input: i(w.input),
-            window: i(w.window),
-            stride: i(w.stride),
-            pad: i(w.pad_before),
-            output: i(w.output),
-            in_len: w.input_len() as i64,
-            out_len: w.output_len() as i64,
-            channels_last: i64::from(self.layout == Layout::ChannelsLast),
-            max: i64::from(mode == PoolMode::Max),
-        }
+/// The kernels' view of a checked pooling. Every count is a dim of a live tensor or a checked
+/// output length, so the `as i64` conversions are exact.
+fn raw(geo: &PoolGeometry, mode: PoolMode) -> PoolGeo {
+    let w = &geo.window;
+    let i = |a: [usize; 3]| a.map(|v| v as i64);
+    PoolGeo {
+        batch: geo.batch as i64,
+        channels: geo.channels as i64,
+        input: i(w.input),
+        window: i(w.window),
+        stride: i(w.stride),
+        pad: i(w.pad_before),
+        output: i(w.output),
+        in_len: w.input_len() as i64,
+        out_len: w.output_len() as i64,
+        channels_last: i64::from(geo.layout == Layout::ChannelsLast),
+        max: i64::from(mode == PoolMode::Max),
     }
 }
 
@@ -216,7 +160,7 @@ mod tests {
         // x (2, 5, 4, 3): outputs floor((5+1-2)/2)+1 = 3 and floor((4+2-2)/1)+1 = 5.
         let geo = PoolGeometry::new("pool", "out", &[2, 5, 4, 3], &[2, 3, 5, 3], &p).unwrap();
         assert_eq!(
-            geo.raw(PoolMode::Avg),
+            raw(&geo, PoolMode::Avg),
             PoolGeo {
                 batch: 2,
                 channels: 3,
