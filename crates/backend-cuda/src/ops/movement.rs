@@ -11,6 +11,8 @@
 //! and its dispatch in `backend-cpu/src/lib.rs`), including its refusal to let `out` be one of
 //! the inputs.
 
+// Pad and one-hot write values as element bits with the same conversion as `fill`.
+use super::elementwise::fill_bits as fill_bits_of;
 use std::fmt::Display;
 
 use keras_backend_api::{BackendError, DType, Layout, TensorRef, shape};
@@ -327,54 +329,6 @@ fn resize_nearest_check(x_shape: &[usize], out_shape: &[usize], layout: Layout) 
 
 // ----- value conversion -----
 
-/// The bits of `value` converted to `dtype` the way the cpu backend's fill and pad convert it:
-/// Rust's `as` (saturating for integers, NaN to 0), `value != 0` for bool, and for `F16` the
-/// `half` crate's conversion on x86 with F16C (f64 → f32 → f16, both rounding to nearest even).
-fn value_bits(dtype: DType, value: f64) -> u64 {
-    match dtype {
-        DType::F16 => u64::from(f32_to_f16_bits(value as f32)),
-        DType::F32 => u64::from((value as f32).to_bits()),
-        DType::F64 => value.to_bits(),
-        DType::I32 => u64::from((value as i32) as u32),
-        DType::I64 => (value as i64) as u64,
-        DType::U8 => u64::from(value as u8),
-        DType::Bool => u64::from(value != 0.0),
-    }
-}
-
-/// IEEE half bits of `value`, rounding to nearest even: `half`'s `f32_to_f16_fallback`, which
-/// gives the same bits as the F16C instruction (NaNs stay quiet NaNs with their top payload bits).
-fn f32_to_f16_bits(value: f32) -> u16 {
-    let x = value.to_bits();
-    let sign = x & 0x8000_0000;
-    let exp = x & 0x7F80_0000;
-    let man = x & 0x007F_FFFF;
-    if exp == 0x7F80_0000 {
-        let nan_bit = if man == 0 { 0 } else { 0x0200 };
-        return ((sign >> 16) | 0x7C00 | nan_bit | (man >> 13)) as u16;
-    }
-    let half_sign = sign >> 16;
-    let half_exp = ((exp >> 23) as i32) - 127 + 15;
-    if half_exp >= 0x1F {
-        return (half_sign | 0x7C00) as u16;
-    }
-    if half_exp <= 0 {
-        if 14 - half_exp > 24 {
-            return half_sign as u16;
-        }
-        let man = man | 0x0080_0000;
-        let mut half_man = man >> (14 - half_exp);
-        let round_bit = 1u32 << (13 - half_exp);
-        if (man & round_bit) != 0 && (man & (3 * round_bit - 1)) != 0 {
-            half_man += 1;
-        }
-        return (half_sign | half_man) as u16;
-    }
-    let half = half_sign | ((half_exp as u32) << 10) | (man >> 13);
-    let round_bit = 0x0000_1000;
-    if (man & round_bit) != 0 && (man & (3 * round_bit - 1)) != 0 { (half + 1) as u16 } else { half as u16 }
-}
-
 // ----- launches -----
 
 fn kernel(function: &str) -> Kernel<'_> {
@@ -542,7 +496,7 @@ pub fn pad(
     }
     // Filling all of out first and then overwriting the interior keeps both launches plain; the
     // stream orders them.
-    fill_bits(device, &oo, value_bits(oo.dtype, value))?;
+    fill_bits(device, &oo, fill_bits_of(oo.dtype, value))?;
     copy_strided(device, K, oo.dtype, &oo, &interior, &xo, &StridedView::dense(&x.shape), &x.shape)
 }
 
@@ -685,7 +639,7 @@ pub fn one_hot(device: &Device, indices: TensorRef<'_>, out: TensorRef<'_>) -> R
     if oo.len == 0 {
         return Ok(());
     }
-    let (out_ptr, idx_ptr, one, depth, n) = (oo.ptr, io.ptr, value_bits(oo.dtype, 1.0), depth as i64, oo.len as i64);
+    let (out_ptr, idx_ptr, one, depth, n) = (oo.ptr, io.ptr, fill_bits_of(oo.dtype, 1.0), depth as i64, oo.len as i64);
     let name = format!("one_hot_{}_{}", bits_suffix(oo.dtype), dtype_suffix(io.dtype));
     crate::launch!(device, kernel(&name), grid_1d(oo.len); out_ptr, idx_ptr, one, depth, n)
 }
@@ -714,6 +668,7 @@ pub fn resize_nearest(device: &Device, x: TensorRef<'_>, out: TensorRef<'_>, lay
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::elementwise::f32_to_f16_bits;
 
     /// The copy kernel on the host: `out[out_view(p)] = x[x_view(p)]` over `space`, with the
     /// offset arithmetic of `view_offset` in `common.cuh`.
@@ -915,18 +870,18 @@ mod tests {
 
     #[test]
     fn values_convert_like_the_cpu_fill() {
-        assert_eq!(value_bits(DType::I32, 1e12), i32::MAX as u32 as u64);
-        assert_eq!(value_bits(DType::I32, -2.7), (-2i32) as u32 as u64);
-        assert_eq!(value_bits(DType::I64, f64::NAN), 0);
-        assert_eq!(value_bits(DType::I64, -1.0), u64::MAX);
-        assert_eq!(value_bits(DType::U8, -3.7), 0);
-        assert_eq!(value_bits(DType::U8, 300.0), 255);
-        assert_eq!(value_bits(DType::Bool, 0.5), 1);
-        assert_eq!(value_bits(DType::Bool, -0.0), 0);
-        assert_eq!(value_bits(DType::F32, 1.5), u64::from(1.5f32.to_bits()));
-        assert_eq!(value_bits(DType::F64, -2.25), (-2.25f64).to_bits());
-        assert_eq!(value_bits(DType::F16, 1.0), 0x3C00);
-        assert_eq!(value_bits(DType::F16, 1.5), 0x3E00);
+        assert_eq!(fill_bits_of(DType::I32, 1e12), i32::MAX as u32 as u64);
+        assert_eq!(fill_bits_of(DType::I32, -2.7), (-2i32) as u32 as u64);
+        assert_eq!(fill_bits_of(DType::I64, f64::NAN), 0);
+        assert_eq!(fill_bits_of(DType::I64, -1.0), u64::MAX);
+        assert_eq!(fill_bits_of(DType::U8, -3.7), 0);
+        assert_eq!(fill_bits_of(DType::U8, 300.0), 255);
+        assert_eq!(fill_bits_of(DType::Bool, 0.5), 1);
+        assert_eq!(fill_bits_of(DType::Bool, -0.0), 0);
+        assert_eq!(fill_bits_of(DType::F32, 1.5), u64::from(1.5f32.to_bits()));
+        assert_eq!(fill_bits_of(DType::F64, -2.25), (-2.25f64).to_bits());
+        assert_eq!(fill_bits_of(DType::F16, 1.0), 0x3C00);
+        assert_eq!(fill_bits_of(DType::F16, 1.5), 0x3E00);
     }
 
     #[test]
