@@ -43,21 +43,38 @@ pub fn full_text(source: &Source) -> String {
     format!("{COMMON}\n// ----- {}.cu -----\n{}", source.name, source.code)
 }
 
-/// The PTX virtual architecture for a device architecture: `sm_90` → `compute_90`.
-pub fn virtual_arch(arch: &str) -> String {
-    arch.replacen("sm_", "compute_", 1)
+/// The oldest device architecture the kernels are compiled for: NVRTC 13 targets `sm_75`
+/// (Turing) and newer.
+pub const MIN_CAPABILITY: u32 = 75;
+
+/// The PTX virtual architecture for a device architecture: `sm_90` → `compute_90`. An error
+/// names an architecture that is not of the form `sm_XY` or is older than [`MIN_CAPABILITY`].
+pub fn virtual_arch(arch: &str) -> Result<String, String> {
+    let capability = arch
+        .strip_prefix("sm_")
+        .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse::<u32>().ok())
+        .ok_or_else(|| format!("cuda: `{arch}` is not a device architecture of the form sm_XY"))?;
+    if capability < MIN_CAPABILITY {
+        return Err(format!(
+            "cuda: the device's compute capability {}.{} ({arch}) is not supported: the kernels are \
+             compiled with NVRTC 13, which targets sm_{MIN_CAPABILITY} and newer",
+            capability / 10,
+            capability % 10
+        ));
+    }
+    Ok(format!("compute_{capability}"))
 }
 
 /// Compiles `source` to PTX for `arch` (`sm_XY`). NVRTC must be loadable
-/// ([`crate::libraries::nvrtc_present`]); the error carries NVRTC's log.
+/// ([`crate::libraries::nvrtc_present`]); the error carries NVRTC's log, or says why `arch` is
+/// not supported ([`virtual_arch`]).
 pub fn compile(source: &Source, arch: &str) -> Result<Ptx, String> {
-    // CompileOptions wants a 'static architecture string; the handful of distinct ones a
-    // process ever compiles for are leaked once.
-    let arch_option: &'static str = Box::leak(virtual_arch(arch).into_boxed_str());
+    // `CompileOptions::arch` wants a `&'static str`; the same option passed as an owned string
+    // among the free-form options needs nothing kept alive after the compile.
     let options = CompileOptions {
-        arch: Some(arch_option),
         name: Some(format!("{}.cu", source.name)),
-        options: vec!["--std=c++17".into()],
+        options: vec![format!("--gpu-architecture={}", virtual_arch(arch)?), "--std=c++17".into()],
         ..Default::default()
     };
     compile_ptx_with_opts(full_text(source), options)
@@ -92,4 +109,28 @@ fn cache_dir(arch: &str) -> Option<PathBuf> {
 /// 64-bit FNV-1a: a hash that stays the same across Rust versions, for cache file names.
 fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_arch_maps_supported_devices_and_refuses_the_rest() {
+        assert_eq!(virtual_arch("sm_90").unwrap(), "compute_90");
+        assert_eq!(virtual_arch("sm_75").unwrap(), "compute_75");
+        assert_eq!(virtual_arch("sm_120").unwrap(), "compute_120");
+        let e = virtual_arch("sm_70").unwrap_err();
+        assert!(e.contains("compute capability 7.0 (sm_70) is not supported") && e.contains("sm_75"), "{e}");
+        for bad in ["", "sm_", "sm_9x", "compute_90", "sm_-1", "sm_99999999999"] {
+            assert!(virtual_arch(bad).unwrap_err().contains("not a device architecture"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_unsupported_device_is_an_error_before_nvrtc_is_asked() {
+        // virtual_arch fails first, so this needs no NVRTC on the machine.
+        let e = compile(source("elementwise").unwrap(), "sm_61").unwrap_err();
+        assert!(e.contains("(sm_61) is not supported"), "{e}");
+    }
 }
