@@ -1,9 +1,9 @@
 // Data movement: the strided copy behind permute, slice, concat, pad, reverse, tile and repeat;
-// a fill by bits (pad's border); gather, scatter-add and their index check; one-hot; nearest
-// resize. The host side is ops/movement.rs, which keeps every signature below in step with its
-// launches.
+// gather, scatter-add and their index check; one-hot; nearest resize. (Pad's border is
+// elementwise.cu's fill.) The host side is ops/movement.rs, which keeps every signature below in
+// step with its launches.
 //
-// Copies, fills, gathers and resizes never look at the values, so they are instantiated per
+// Copies, gathers and resizes never look at the values, so they are instantiated per
 // element size (u8 u16 u32 u64) and serve every dtype of that size.
 
 // ----- strided copy -----
@@ -19,20 +19,6 @@ COPY(u8)
 COPY(u16)
 COPY(u32)
 COPY(u64)
-
-// ----- fill by bits -----
-
-// Every element of out becomes the low bits of `bits`: the host converted the value to the dtype.
-#define FILL(T)                                                           \
-    extern "C" __global__ void fill_##T(T* out, u64 bits, i64 n) {        \
-        T value = (T)bits;                                                \
-        GRID_STRIDE_LOOP(i, n) { out[i] = value; }                        \
-    }
-
-FILL(u8)
-FILL(u16)
-FILL(u32)
-FILL(u64)
 
 // ----- index check (gather, scatter_add) -----
 

@@ -32,6 +32,12 @@ fn kernel(function: &str) -> Kernel<'_> {
 /// (saturating for integers, `value != 0` for `Bool`, f16 through f32).
 pub fn fill(device: &Device, out: TensorRef<'_>, value: f64) -> Result<()> {
     let o = device.operand("fill", "out", out)?;
+    fill_operand(device, &o, value)
+}
+
+/// [`fill`] on an operand its caller has already checked: pad fills its border with it, so
+/// the fill kernels live once, in `kernels/elementwise.cu`.
+pub(crate) fn fill_operand(device: &Device, o: &Operand, value: f64) -> Result<()> {
     if o.len == 0 {
         return Ok(());
     }

@@ -11,12 +11,12 @@
 //! and its dispatch in `backend-cpu/src/lib.rs`), including its refusal to let `out` be one of
 //! the inputs.
 
-// Pad and one-hot write values as element bits with the same conversion as `fill`.
-use super::elementwise::fill_bits as fill_bits_of;
 use std::fmt::Display;
 
 use keras_backend_api::{BackendError, DType, Layout, TensorRef, shape};
 
+// Pad fills its border with `fill` itself, and one-hot writes its 1 with fill's conversion.
+use super::elementwise::{fill_bits, fill_operand};
 use super::{bits_suffix, dtype_suffix};
 use crate::{
     Device, Result,
@@ -372,16 +372,6 @@ fn copy_strided(
     crate::launch!(device, kernel(&name), grid_1d(n); out_ptr, out_index, x_ptr, x_index, space_index, count)
 }
 
-/// Sets every element of `out` to the bits `bits` (the low `size` bytes).
-fn fill_bits(device: &Device, out: &Operand, bits: u64) -> Result<()> {
-    if out.len == 0 {
-        return Ok(());
-    }
-    let (out_ptr, value, count) = (out.ptr, bits, out.len as i64);
-    let name = format!("fill_{}", bits_suffix(out.dtype));
-    crate::launch!(device, kernel(&name), grid_1d(out.len); out_ptr, value, count)
-}
-
 /// Copies `dst.len()` elements from device address `src` to the host and waits for them.
 fn read_back<T: Copy>(device: &Device, kernel_name: &str, dst: &mut [T], src: u64) -> Result<()> {
     // SAFETY: callers pass an address inside a live operand with at least `dst.len()` elements
@@ -496,7 +486,7 @@ pub fn pad(
     }
     // Filling all of out first and then overwriting the interior keeps both launches plain; the
     // stream orders them.
-    fill_bits(device, &oo, fill_bits_of(oo.dtype, value))?;
+    fill_operand(device, &oo, value)?;
     copy_strided(device, K, oo.dtype, &oo, &interior, &xo, &StridedView::dense(&x.shape), &x.shape)
 }
 
@@ -639,7 +629,7 @@ pub fn one_hot(device: &Device, indices: TensorRef<'_>, out: TensorRef<'_>) -> R
     if oo.len == 0 {
         return Ok(());
     }
-    let (out_ptr, idx_ptr, one, depth, n) = (oo.ptr, io.ptr, fill_bits_of(oo.dtype, 1.0), depth as i64, oo.len as i64);
+    let (out_ptr, idx_ptr, one, depth, n) = (oo.ptr, io.ptr, fill_bits(oo.dtype, 1.0), depth as i64, oo.len as i64);
     let name = format!("one_hot_{}_{}", bits_suffix(oo.dtype), dtype_suffix(io.dtype));
     crate::launch!(device, kernel(&name), grid_1d(oo.len); out_ptr, idx_ptr, one, depth, n)
 }
@@ -668,7 +658,6 @@ pub fn resize_nearest(device: &Device, x: TensorRef<'_>, out: TensorRef<'_>, lay
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::elementwise::f32_to_f16_bits;
 
     /// The copy kernel on the host: `out[out_view(p)] = x[x_view(p)]` over `space`, with the
     /// offset arithmetic of `view_offset` in `common.cuh`.
@@ -866,43 +855,6 @@ mod tests {
             let want = (u128::from(p) * u128::from(input) / u128::from(out)) as u64;
             assert_eq!(nearest_source(p, input, out), want, "{p} · {input} / {out}");
         }
-    }
-
-    #[test]
-    fn values_convert_like_the_cpu_fill() {
-        assert_eq!(fill_bits_of(DType::I32, 1e12), i32::MAX as u32 as u64);
-        assert_eq!(fill_bits_of(DType::I32, -2.7), (-2i32) as u32 as u64);
-        assert_eq!(fill_bits_of(DType::I64, f64::NAN), 0);
-        assert_eq!(fill_bits_of(DType::I64, -1.0), u64::MAX);
-        assert_eq!(fill_bits_of(DType::U8, -3.7), 0);
-        assert_eq!(fill_bits_of(DType::U8, 300.0), 255);
-        assert_eq!(fill_bits_of(DType::Bool, 0.5), 1);
-        assert_eq!(fill_bits_of(DType::Bool, -0.0), 0);
-        assert_eq!(fill_bits_of(DType::F32, 1.5), u64::from(1.5f32.to_bits()));
-        assert_eq!(fill_bits_of(DType::F64, -2.25), (-2.25f64).to_bits());
-        assert_eq!(fill_bits_of(DType::F16, 1.0), 0x3C00);
-        assert_eq!(fill_bits_of(DType::F16, 1.5), 0x3E00);
-    }
-
-    #[test]
-    fn half_conversion_rounds_to_nearest_even() {
-        assert_eq!(f32_to_f16_bits(0.0), 0x0000);
-        assert_eq!(f32_to_f16_bits(-0.0), 0x8000);
-        assert_eq!(f32_to_f16_bits(0.1), 0x2E66);
-        assert_eq!(f32_to_f16_bits(65504.0), 0x7BFF);
-        assert_eq!(f32_to_f16_bits(65520.0), 0x7C00); // rounds up into infinity
-        assert_eq!(f32_to_f16_bits(65519.0), 0x7BFF);
-        assert_eq!(f32_to_f16_bits(f32::INFINITY), 0x7C00);
-        assert_eq!(f32_to_f16_bits(f32::NEG_INFINITY), 0xFC00);
-        assert_eq!(f32_to_f16_bits(f32::NAN), 0x7E00);
-        assert_eq!(f32_to_f16_bits(2f32.powi(-24)), 0x0001); // smallest subnormal
-        assert_eq!(f32_to_f16_bits(2f32.powi(-25)), 0x0000); // tie to even: 0
-        assert_eq!(f32_to_f16_bits(3.0 * 2f32.powi(-25)), 0x0002); // tie to even: 2
-        assert_eq!(f32_to_f16_bits(2f32.powi(-14)), 0x0400); // smallest normal
-        // 1 + 2^-11 is a tie between 1 and 1 + 2^-10: even is 1.
-        assert_eq!(f32_to_f16_bits(1.0 + 2f32.powi(-11)), 0x3C00);
-        assert_eq!(f32_to_f16_bits(1.0 + 3.0 * 2f32.powi(-11)), 0x3C02);
-        assert_eq!(f32_to_f16_bits(1.0 + 2f32.powi(-11) + 2f32.powi(-20)), 0x3C01);
     }
 
     #[test]
