@@ -1,5 +1,5 @@
 // Shared by every kernel source: element types, strided index spaces, half-precision
-// conversion and the grid-stride loop. Prepended to each source before NVRTC compiles it
+// conversion, the grid-stride loop, and the window geometry of convolution and pooling. Prepended to each source before NVRTC compiles it
 // (NVRTC is given no include path), so it must stay self-contained: no system headers.
 
 typedef unsigned char u8;
@@ -66,3 +66,71 @@ __device__ __forceinline__ i64 view_offset(const Space& space, const View& view,
 // Codes a kernel stores in the error flag (Device::with_error_flag).
 #define ERROR_INDEX_OUT_OF_RANGE 1
 #define ERROR_DIVISION_BY_ZERO 2
+
+// ----- convolution and pooling windows -----
+
+// A convolution or pooling sweep, normalised to three spatial dims (leading unit dims) so that
+// one loop nest serves 1-d, 2-d and 3-d. Mirrors `WindowGeo` in ops/window.rs field for field
+// (all i64, so the layout has no padding). Pooling is the depthwise case: out_channels = groups
+// = channels, group_in = group_out = 1, dilation 1.
+struct WindowGeo {
+    i64 batch;
+    i64 channels;
+    i64 out_channels;
+    i64 groups;
+    i64 group_in;   // channels / groups
+    i64 group_out;  // out_channels / groups
+    i64 input[3];
+    i64 window[3];
+    i64 stride[3];
+    i64 dilation[3];
+    i64 pad[3];     // pad_before (pad_after only shapes the output length)
+    i64 output[3];
+    i64 in_len;     // product of input
+    i64 out_len;    // product of output
+    i64 taps;       // product of window
+    i64 channels_last;
+};
+// With every field an i64, the size and the field order (which ops/window.rs's tests read
+// from this declaration) pin every offset. (NVRTC has no offsetof to assert them one by one.)
+static_assert(sizeof(WindowGeo) == 224, "WindowGeo must match ops/window.rs");
+
+// Offset of element (b, c, s) of a tensor with `channels` channels and `len` spatial positions
+// (s a flat spatial position) in the sweep's layout.
+__device__ __forceinline__ i64 window_at(const WindowGeo& g, i64 b, i64 c, i64 s, i64 channels, i64 len) {
+    return g.channels_last ? (b * len + s) * channels + c : (b * channels + c) * len + s;
+}
+
+// Element offsets of x[b, c, s] (the input) and y[b, o, p] (the output).
+__device__ __forceinline__ i64 window_x_at(const WindowGeo& g, i64 b, i64 c, i64 s) {
+    return window_at(g, b, c, s, g.channels, g.in_len);
+}
+
+__device__ __forceinline__ i64 window_y_at(const WindowGeo& g, i64 b, i64 o, i64 p) {
+    return window_at(g, b, o, p, g.out_channels, g.out_len);
+}
+
+// Splits flat element index `e` of a tensor with `channels` channels and `len` spatial
+// positions into (b, c, s): the inverse of window_at.
+__device__ __forceinline__ void window_split(const WindowGeo& g, i64 e, i64 channels, i64 len, i64* b, i64* c,
+                                             i64* s) {
+    if (g.channels_last) {
+        *c = e % channels;
+        const i64 r = e / channels;
+        *s = r % len;
+        *b = r / len;
+    } else {
+        *s = e % len;
+        const i64 r = e / len;
+        *c = r % channels;
+        *b = r / channels;
+    }
+}
+
+// Flat row-major position → per-dim index over the three `dims`.
+__device__ __forceinline__ void window_unflatten(i64 flat, const i64* dims, i64* idx) {
+    idx[2] = flat % dims[2];
+    const i64 line = flat / dims[2];
+    idx[1] = line % dims[1];
+    idx[0] = line / dims[1];
+}

@@ -3,47 +3,12 @@
 // kernel-gradient element (fixed order, so deterministic).
 //
 // Every sweep is normalised to three spatial dims (leading unit dims), as on the host
-// (ops/conv.rs builds `ConvGeo`), so one loop nest serves 1-d, 2-d and 3-d.
+// (ops/window.rs builds common.cuh's `WindowGeo`), so one loop nest serves 1-d, 2-d and 3-d.
 
-// Mirrors `ConvGeo` in ops/conv.rs (all fields i64, so the layout has no padding).
-struct ConvGeo {
-    i64 batch;
-    i64 channels;
-    i64 out_channels;
-    i64 groups;
-    i64 group_in;   // channels / groups
-    i64 group_out;  // out_channels / groups
-    i64 input[3];
-    i64 window[3];
-    i64 stride[3];
-    i64 dilation[3];
-    i64 pad[3];     // pad_before (pad_after only shapes the output length)
-    i64 output[3];
-    i64 in_len;     // product of input
-    i64 out_len;    // product of output
-    i64 taps;       // product of window
-    i64 channels_last;
-};
-
-// Element offsets of x[b, c, s], y[b, o, p] and w[o, ci, t] (s, p, t flat spatial positions).
-__device__ __forceinline__ i64 conv_x_at(const ConvGeo& g, i64 b, i64 c, i64 s) {
-    return g.channels_last ? (b * g.in_len + s) * g.channels + c : (b * g.channels + c) * g.in_len + s;
-}
-
-__device__ __forceinline__ i64 conv_y_at(const ConvGeo& g, i64 b, i64 o, i64 p) {
-    return g.channels_last ? (b * g.out_len + p) * g.out_channels + o : (b * g.out_channels + o) * g.out_len + p;
-}
-
-__device__ __forceinline__ i64 conv_w_at(const ConvGeo& g, i64 o, i64 ci, i64 t) {
+// Element offset of w[o, ci, t] (t a flat tap): (taps, C/G, O) channels-last, (O, C/G, taps)
+// channels-first. x and y are addressed with common.cuh's window_x_at and window_y_at.
+__device__ __forceinline__ i64 conv_w_at(const WindowGeo& g, i64 o, i64 ci, i64 t) {
     return g.channels_last ? (t * g.group_in + ci) * g.out_channels + o : (o * g.group_in + ci) * g.taps + t;
-}
-
-// Flat row-major position → per-dim index over `dims`.
-__device__ __forceinline__ void conv_unflatten(i64 flat, const i64* dims, i64* idx) {
-    idx[2] = flat % dims[2];
-    i64 line = flat / dims[2];
-    idx[1] = line % dims[1];
-    idx[0] = line / dims[1];
 }
 
 #define CONV_TILE_M 64
@@ -62,7 +27,7 @@ __device__ __forceinline__ void conv_unflatten(i64 flat, const i64* dims, i64* i
 // out of the K loop. Tiles, column tiles and groups are walked with grid-stride loops whose
 // bounds are uniform across the block, so every thread reaches every __syncthreads.
 template <typename T>
-__device__ void conv_forward_tiled(T* y, const T* x, const T* w, const ConvGeo& g) {
+__device__ void conv_forward_tiled(T* y, const T* x, const T* w, const WindowGeo& g) {
     __shared__ T as[CONV_TILE_K][CONV_TILE_M];
     __shared__ T bs[CONV_TILE_K][CONV_TILE_N];
     const int tid = threadIdx.x;
@@ -86,7 +51,7 @@ __device__ void conv_forward_tiled(T* y, const T* x, const T* w, const ConvGeo& 
                 if (m_ok) {
                     b_load = m_load / g.out_len;
                     i64 q[3];
-                    conv_unflatten(m_load % g.out_len, g.output, q);
+                    window_unflatten(m_load % g.out_len, g.output, q);
                     for (int d = 0; d < 3; ++d) origin[d] = q[d] * g.stride[d] - g.pad[d];
                 }
                 const i64 c_base = grp * g.group_in;
@@ -110,14 +75,14 @@ __device__ void conv_forward_tiled(T* y, const T* x, const T* w, const ConvGeo& 
                             const i64 t = k % g.taps;
                             if (m_ok) {
                                 i64 tap[3];
-                                conv_unflatten(t, g.window, tap);
+                                window_unflatten(t, g.window, tap);
                                 const i64 i0 = origin[0] + tap[0] * g.dilation[0];
                                 const i64 i1 = origin[1] + tap[1] * g.dilation[1];
                                 const i64 i2 = origin[2] + tap[2] * g.dilation[2];
                                 if (i0 >= 0 && i0 < g.input[0] && i1 >= 0 && i1 < g.input[1] && i2 >= 0 &&
                                     i2 < g.input[2]) {
                                     const i64 s = (i0 * g.input[1] + i1) * g.input[2] + i2;
-                                    a = x[conv_x_at(g, b_load, c_base + ci, s)];
+                                    a = x[window_x_at(g, b_load, c_base + ci, s)];
                                 }
                             }
                             if (n_ok) bv = w[conv_w_at(g, o_load, ci, t)];
@@ -145,7 +110,7 @@ __device__ void conv_forward_tiled(T* y, const T* x, const T* w, const ConvGeo& 
                     for (int j = 0; j < 4; ++j) {
                         const i64 n = nt * CONV_TILE_N + tx + 16 * j;
                         if (n >= N) continue;
-                        y[conv_y_at(g, b, grp * g.group_out + n, p)] = acc[i][j];
+                        y[window_y_at(g, b, grp * g.group_out + n, p)] = acc[i][j];
                     }
                 }
             }
@@ -157,22 +122,12 @@ __device__ void conv_forward_tiled(T* y, const T* x, const T* w, const ConvGeo& 
 // output positions q with q·stride + k·dilation - pad = i in every dim. One thread per dx
 // element (`n` of them), so each element is written once and no atomics are needed.
 template <typename T>
-__device__ void conv_backward_data_gather(T* dx, const T* dy, const T* w, const ConvGeo& g, i64 n) {
+__device__ void conv_backward_data_gather(T* dx, const T* dy, const T* w, const WindowGeo& g, i64 n) {
     GRID_STRIDE_LOOP(e, n) {
         i64 b, c, s;
-        if (g.channels_last) {
-            c = e % g.channels;
-            const i64 r = e / g.channels;
-            s = r % g.in_len;
-            b = r / g.in_len;
-        } else {
-            s = e % g.in_len;
-            const i64 r = e / g.in_len;
-            c = r % g.channels;
-            b = r / g.channels;
-        }
+        window_split(g, e, g.channels, g.in_len, &b, &c, &s);
         i64 pos[3];
-        conv_unflatten(s, g.input, pos);
+        window_unflatten(s, g.input, pos);
         const i64 grp = c / g.group_in;
         const i64 ci = c % g.group_in;
         T sum = (T)0;
@@ -195,7 +150,7 @@ __device__ void conv_backward_data_gather(T* dx, const T* dy, const T* w, const 
                     const i64 t = (k0 * g.window[1] + k1) * g.window[2] + k2;
                     for (i64 on = 0; on < g.group_out; ++on) {
                         const i64 o = grp * g.group_out + on;
-                        sum += dy[conv_y_at(g, b, o, p)] * w[conv_w_at(g, o, ci, t)];
+                        sum += dy[window_y_at(g, b, o, p)] * w[conv_w_at(g, o, ci, t)];
                     }
                 }
             }
@@ -212,7 +167,7 @@ __device__ void conv_backward_data_gather(T* dx, const T* dy, const T* w, const 
 // the B·P terms, then a shared-memory tree adds the 256 partials. The order never depends on
 // scheduling, so the result is deterministic, and there are no atomics.
 template <typename T>
-__device__ void conv_backward_filter_reduce(T* dw, const T* x, const T* dy, const ConvGeo& g, i64 n) {
+__device__ void conv_backward_filter_reduce(T* dw, const T* x, const T* dy, const WindowGeo& g, i64 n) {
     __shared__ T partial[CONV_REDUCE_THREADS];
     const int tid = threadIdx.x;
     const i64 total = g.batch * g.out_len;
@@ -231,19 +186,19 @@ __device__ void conv_backward_filter_reduce(T* dw, const T* x, const T* dy, cons
         }
         const i64 c = (o / g.group_out) * g.group_in + ci;
         i64 tap[3];
-        conv_unflatten(t, g.window, tap);
+        window_unflatten(t, g.window, tap);
         T sum = (T)0;
         for (i64 j = tid; j < total; j += CONV_REDUCE_THREADS) {
             const i64 b = j / g.out_len;
             const i64 p = j % g.out_len;
             i64 q[3];
-            conv_unflatten(p, g.output, q);
+            window_unflatten(p, g.output, q);
             const i64 i0 = q[0] * g.stride[0] + tap[0] * g.dilation[0] - g.pad[0];
             const i64 i1 = q[1] * g.stride[1] + tap[1] * g.dilation[1] - g.pad[1];
             const i64 i2 = q[2] * g.stride[2] + tap[2] * g.dilation[2] - g.pad[2];
             if (i0 < 0 || i0 >= g.input[0] || i1 < 0 || i1 >= g.input[1] || i2 < 0 || i2 >= g.input[2]) continue;
             const i64 s = (i0 * g.input[1] + i1) * g.input[2] + i2;
-            sum += x[conv_x_at(g, b, c, s)] * dy[conv_y_at(g, b, o, p)];
+            sum += x[window_x_at(g, b, c, s)] * dy[window_y_at(g, b, o, p)];
         }
         partial[tid] = sum;
         __syncthreads();
@@ -257,17 +212,17 @@ __device__ void conv_backward_filter_reduce(T* dw, const T* x, const T* dy, cons
     }
 }
 
-#define CONV_KERNELS(T)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(CONV_THREADS)                                             \
-        conv_forward_##T(T* y, const T* x, const T* w, ConvGeo g) {                                        \
-        conv_forward_tiled<T>(y, x, w, g);                                                                 \
-    }                                                                                                      \
-    extern "C" __global__ void conv_backward_data_##T(T* dx, const T* dy, const T* w, ConvGeo g, i64 n) { \
-        conv_backward_data_gather<T>(dx, dy, w, g, n);                                                     \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(CONV_REDUCE_THREADS)                                      \
-        conv_backward_filter_##T(T* dw, const T* x, const T* dy, ConvGeo g, i64 n) {                       \
-        conv_backward_filter_reduce<T>(dw, x, dy, g, n);                                                   \
+#define CONV_KERNELS(T)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(CONV_THREADS)                                              \
+        conv_forward_##T(T* y, const T* x, const T* w, WindowGeo g) {                                       \
+        conv_forward_tiled<T>(y, x, w, g);                                                                  \
+    }                                                                                                       \
+    extern "C" __global__ void conv_backward_data_##T(T* dx, const T* dy, const T* w, WindowGeo g, i64 n) { \
+        conv_backward_data_gather<T>(dx, dy, w, g, n);                                                      \
+    }                                                                                                       \
+    extern "C" __global__ void __launch_bounds__(CONV_REDUCE_THREADS)                                       \
+        conv_backward_filter_##T(T* dw, const T* x, const T* dy, WindowGeo g, i64 n) {                      \
+        conv_backward_filter_reduce<T>(dw, x, dy, g, n);                                                    \
     }
 
 CONV_KERNELS(f32)

@@ -3,53 +3,13 @@
 // needs atomics and both are deterministic. Windows are clipped to the input first: padding
 // never wins a max and is not counted by an average; a window with nothing inside gives 0.
 //
-// Sweeps are normalised to three spatial dims (leading unit dims) by the host (ops/pool.rs).
-
-// Mirrors `PoolGeo` in ops/pool.rs (all fields i64, so the layout has no padding).
-struct PoolGeo {
-    i64 batch;
-    i64 channels;
-    i64 input[3];
-    i64 window[3];
-    i64 stride[3];
-    i64 pad[3];  // pad_before (pad_after only shapes the output length)
-    i64 output[3];
-    i64 in_len;   // product of input
-    i64 out_len;  // product of output
-    i64 channels_last;
-    i64 max;      // 1 for max pooling, 0 for average
-};
-
-// Offset of element (b, c, flat spatial position s) of a tensor with `len` spatial positions.
-__device__ __forceinline__ i64 pool_at(const PoolGeo& g, i64 b, i64 c, i64 s, i64 len) {
-    return g.channels_last ? (b * len + s) * g.channels + c : (b * g.channels + c) * len + s;
-}
-
-// Splits a flat element index of a tensor with `len` spatial positions into (b, c, s).
-__device__ __forceinline__ void pool_split(const PoolGeo& g, i64 e, i64 len, i64* b, i64* c, i64* s) {
-    if (g.channels_last) {
-        *c = e % g.channels;
-        const i64 r = e / g.channels;
-        *s = r % len;
-        *b = r / len;
-    } else {
-        *s = e % len;
-        const i64 r = e / len;
-        *c = r % g.channels;
-        *b = r / g.channels;
-    }
-}
-
-__device__ __forceinline__ void pool_unflatten(i64 flat, const i64* dims, i64* idx) {
-    idx[2] = flat % dims[2];
-    const i64 line = flat / dims[2];
-    idx[1] = line % dims[1];
-    idx[0] = line / dims[1];
-}
+// Sweeps are normalised to three spatial dims (leading unit dims) by the host: ops/window.rs
+// builds common.cuh's `WindowGeo`, pooling being its depthwise case (out_channels = channels).
+// `is_max` is 1 for max pooling, 0 for average.
 
 // The window of output index `o` along dim d, clipped to the input: [lo, hi), empty when it
 // lies in the padding (the CPU's Window::clipped_window).
-__device__ __forceinline__ void pool_clip(const PoolGeo& g, int d, i64 o, i64* lo, i64* hi) {
+__device__ __forceinline__ void pool_clip(const WindowGeo& g, int d, i64 o, i64* lo, i64* hi) {
     const i64 start = o * g.stride[d] - g.pad[d];
     i64 l = start < 0 ? 0 : start;
     if (l > g.input[d]) l = g.input[d];
@@ -71,14 +31,14 @@ __device__ __forceinline__ bool pool_beats(T v, T best) {
 // Flat input position of the first maximum of the box [lo, hi) of plane (b, c), or -1 when
 // the box is empty. Row-major order decides which of equal maxima is first.
 template <typename T>
-__device__ i64 pool_argmax(const PoolGeo& g, const T* x, i64 b, i64 c, const i64* lo, const i64* hi) {
+__device__ i64 pool_argmax(const WindowGeo& g, const T* x, i64 b, i64 c, const i64* lo, const i64* hi) {
     i64 at = -1;
     T best = (T)0;
     for (i64 i0 = lo[0]; i0 < hi[0]; ++i0)
         for (i64 i1 = lo[1]; i1 < hi[1]; ++i1)
             for (i64 i2 = lo[2]; i2 < hi[2]; ++i2) {
                 const i64 s = (i0 * g.input[1] + i1) * g.input[2] + i2;
-                const T v = x[pool_at(g, b, c, s, g.in_len)];
+                const T v = x[window_x_at(g, b, c, s)];
                 if (at < 0 || pool_beats(v, best)) {
                     best = v;
                     at = s;
@@ -89,24 +49,24 @@ __device__ i64 pool_argmax(const PoolGeo& g, const T* x, i64 b, i64 c, const i64
 
 // One thread per output element (`n` of them).
 template <typename T>
-__device__ void pool_forward_impl(T* y, const T* x, const PoolGeo& g, i64 n) {
+__device__ void pool_forward_impl(T* y, const T* x, const WindowGeo& g, i64 is_max, i64 n) {
     GRID_STRIDE_LOOP(e, n) {
         i64 b, c, p;
-        pool_split(g, e, g.out_len, &b, &c, &p);
+        window_split(g, e, g.out_channels, g.out_len, &b, &c, &p);
         i64 q[3], lo[3], hi[3];
-        pool_unflatten(p, g.output, q);
+        window_unflatten(p, g.output, q);
         for (int d = 0; d < 3; ++d) pool_clip(g, d, q[d], &lo[d], &hi[d]);
         T result = (T)0;
-        if (g.max) {
+        if (is_max) {
             const i64 at = pool_argmax(g, x, b, c, lo, hi);
-            if (at >= 0) result = x[pool_at(g, b, c, at, g.in_len)];
+            if (at >= 0) result = x[window_x_at(g, b, c, at)];
         } else {
             const i64 count = (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]);
             T sum = (T)0;
             for (i64 i0 = lo[0]; i0 < hi[0]; ++i0)
                 for (i64 i1 = lo[1]; i1 < hi[1]; ++i1)
                     for (i64 i2 = lo[2]; i2 < hi[2]; ++i2)
-                        sum += x[pool_at(g, b, c, (i0 * g.input[1] + i1) * g.input[2] + i2, g.in_len)];
+                        sum += x[window_x_at(g, b, c, (i0 * g.input[1] + i1) * g.input[2] + i2)];
             if (count > 0) result = sum / (T)count;
         }
         y[e] = result;
@@ -118,12 +78,12 @@ __device__ void pool_forward_impl(T* y, const T* x, const PoolGeo& g, i64 n) {
 // window's first maximum (Max) or dy / count (Avg). The CPU scatters in the same output order,
 // so the sums agree bit for bit.
 template <typename T>
-__device__ void pool_backward_impl(T* dx, const T* x, const T* dy, const PoolGeo& g, i64 n) {
+__device__ void pool_backward_impl(T* dx, const T* x, const T* dy, const WindowGeo& g, i64 is_max, i64 n) {
     GRID_STRIDE_LOOP(e, n) {
         i64 b, c, s;
-        pool_split(g, e, g.in_len, &b, &c, &s);
+        window_split(g, e, g.channels, g.in_len, &b, &c, &s);
         i64 pos[3], first[3], last[3];
-        pool_unflatten(s, g.input, pos);
+        window_unflatten(s, g.input, pos);
         // Windows o along dim d with o·stride - pad <= pos < o·stride - pad + window.
         for (int d = 0; d < 3; ++d) {
             const i64 a = pos[d] + g.pad[d] - g.window[d] + 1;
@@ -140,8 +100,8 @@ __device__ void pool_backward_impl(T* dx, const T* x, const T* dy, const PoolGeo
                     pool_clip(g, 1, o1, &lo[1], &hi[1]);
                     pool_clip(g, 2, o2, &lo[2], &hi[2]);
                     const i64 p = (o0 * g.output[1] + o1) * g.output[2] + o2;
-                    const T grad = dy[pool_at(g, b, c, p, g.out_len)];
-                    if (g.max) {
+                    const T grad = dy[window_y_at(g, b, c, p)];
+                    if (is_max) {
                         if (pool_argmax(g, x, b, c, lo, hi) == s) sum += grad;
                     } else {
                         // The element lies in the box, so the count is at least 1.
@@ -153,12 +113,12 @@ __device__ void pool_backward_impl(T* dx, const T* x, const T* dy, const PoolGeo
     }
 }
 
-#define POOL_KERNELS(T)                                                                                   \
-    extern "C" __global__ void pool_forward_##T(T* y, const T* x, PoolGeo g, i64 n) {                     \
-        pool_forward_impl<T>(y, x, g, n);                                                                 \
-    }                                                                                                     \
-    extern "C" __global__ void pool_backward_##T(T* dx, const T* x, const T* dy, PoolGeo g, i64 n) {      \
-        pool_backward_impl<T>(dx, x, dy, g, n);                                                           \
+#define POOL_KERNELS(T)                                                                                            \
+    extern "C" __global__ void pool_forward_##T(T* y, const T* x, WindowGeo g, i64 is_max, i64 n) {                \
+        pool_forward_impl<T>(y, x, g, is_max, n);                                                                  \
+    }                                                                                                              \
+    extern "C" __global__ void pool_backward_##T(T* dx, const T* x, const T* dy, WindowGeo g, i64 is_max, i64 n) { \
+        pool_backward_impl<T>(dx, x, dy, g, is_max, n);                                                            \
     }
 
 POOL_KERNELS(f32)

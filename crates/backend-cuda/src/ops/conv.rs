@@ -15,9 +15,10 @@
 
 pub(crate) mod cudnn;
 
-use cudarc::driver::{DeviceRepr, LaunchConfig};
-use keras_backend_api::{BackendError, ConvParams, DType, Layout, TensorRef};
+use cudarc::driver::LaunchConfig;
+use keras_backend_api::{BackendError, ConvParams, DType, TensorRef};
 
+use super::window::WindowGeo;
 use crate::{ConvPath, Device, Result, device::Kernel, ops::dtype_suffix};
 // The contract's convolution checks, under the name that `cudnn` imports from here.
 pub(crate) use keras_backend_api::window::ConvGeometry;
@@ -37,7 +38,7 @@ pub fn conv(d: &Device, x: TensorRef<'_>, k: TensorRef<'_>, out: TensorRef<'_>, 
     if d.conv_path == ConvPath::Cudnn && cudnn::conv(d, &geo, p, dtype, cudnn::Pass::Forward, &xo, &ko, &yo)? {
         return Ok(());
     }
-    let raw = ConvGeo::from(&geo);
+    let raw = WindowGeo::from(&geo);
     let name = format!("conv_forward_{}", dtype_suffix(dtype));
     let cfg = forward_config(&geo);
     crate::launch!(d, Kernel { module: MODULE, function: &name }, cfg; yo.ptr, xo.ptr, ko.ptr, raw)
@@ -63,7 +64,7 @@ pub fn conv_backward_data(
     if d.conv_path == ConvPath::Cudnn && cudnn::conv(d, &geo, p, dtype, cudnn::Pass::BackwardData, &dxo, &ko, &dyo)? {
         return Ok(());
     }
-    let raw = ConvGeo::from(&geo);
+    let raw = WindowGeo::from(&geo);
     let n = dxo.len as i64;
     let name = format!("conv_backward_data_{}", dtype_suffix(dtype));
     crate::launch!(d, Kernel { module: MODULE, function: &name }, crate::device::grid_1d(dxo.len);
@@ -93,7 +94,7 @@ pub fn conv_backward_filter(
     if d.conv_path == ConvPath::Cudnn && cudnn::conv(d, &geo, p, dtype, cudnn::Pass::BackwardFilter, &xo, &dko, &dyo)? {
         return Ok(());
     }
-    let raw = ConvGeo::from(&geo);
+    let raw = WindowGeo::from(&geo);
     let n = dko.len as i64;
     let name = format!("conv_backward_filter_{}", dtype_suffix(dtype));
     let cfg = LaunchConfig {
@@ -151,78 +152,10 @@ pub(crate) fn float_dtype(kernel: &str, names: &[&str], dtypes: &[DType]) -> Res
     Err(BackendError::invalid(format!("{kernel}: dtypes differ ({}); this kernel needs them equal", listed.join(", "))))
 }
 
-/// The convolution geometry as the kernels take it. Mirrors `struct ConvGeo` in conv.cu
-/// field for field (all `i64`, so C and Rust agree on the layout without padding).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConvGeo {
-    /// Batch size B.
-    pub batch: i64,
-    /// Input channels C.
-    pub channels: i64,
-    /// Output channels O.
-    pub out_channels: i64,
-    /// Groups G.
-    pub groups: i64,
-    /// C / G.
-    pub group_in: i64,
-    /// O / G.
-    pub group_out: i64,
-    /// Input length per (normalised) spatial dim.
-    pub input: [i64; 3],
-    /// Kernel extent per dim.
-    pub window: [i64; 3],
-    /// Stride per dim.
-    pub stride: [i64; 3],
-    /// Dilation per dim.
-    pub dilation: [i64; 3],
-    /// Padding before each dim.
-    pub pad: [i64; 3],
-    /// Output length per dim.
-    pub output: [i64; 3],
-    /// Input positions (product of `input`).
-    pub in_len: i64,
-    /// Output positions (product of `output`).
-    pub out_len: i64,
-    /// Kernel taps (product of `window`).
-    pub taps: i64,
-    /// 1 for [`Layout::ChannelsLast`], 0 for [`Layout::ChannelsFirst`].
-    pub channels_last: i64,
-}
-
-impl From<&ConvGeometry> for ConvGeo {
-    /// The kernels' view of `geo`. Every count is the dim of a tensor that exists (or the
-    /// output length, checked), so the `as i64` conversions are exact.
-    fn from(geo: &ConvGeometry) -> ConvGeo {
-        let w = &geo.window;
-        let i = |a: [usize; 3]| a.map(|v| v as i64);
-        ConvGeo {
-            batch: geo.batch as i64,
-            channels: geo.channels as i64,
-            out_channels: geo.out_channels as i64,
-            groups: geo.groups as i64,
-            group_in: geo.group_in() as i64,
-            group_out: geo.group_out() as i64,
-            input: i(w.input),
-            window: i(w.window),
-            stride: i(w.stride),
-            dilation: i(w.dilation),
-            pad: i(w.pad_before),
-            output: i(w.output),
-            in_len: w.input_len() as i64,
-            out_len: w.output_len() as i64,
-            taps: w.tap_count() as i64,
-            channels_last: i64::from(geo.layout == Layout::ChannelsLast),
-        }
-    }
-}
-
-// SAFETY: plain `#[repr(C)]` data of `i64`s with the layout of `struct ConvGeo` in conv.cu.
-unsafe impl DeviceRepr for ConvGeo {}
-
 #[cfg(test)]
 mod tests {
     use abi_stable::std_types::RSlice;
+    use keras_backend_api::Layout;
 
     use super::*;
 
@@ -251,10 +184,9 @@ mod tests {
         // floor((6+2-3)/1)+1 = 6.
         let geo =
             ConvGeometry::new("conv", ["x", "kernel", "out"], &[3, 7, 6, 4], &[3, 2, 2, 6], &[3, 3, 6, 6], &p).unwrap();
-        let raw = ConvGeo::from(&geo);
         assert_eq!(
-            raw,
-            ConvGeo {
+            WindowGeo::from(&geo),
+            WindowGeo {
                 batch: 3,
                 channels: 4,
                 out_channels: 6,
@@ -273,7 +205,6 @@ mod tests {
                 channels_last: 1,
             }
         );
-        assert_eq!(std::mem::size_of::<ConvGeo>(), 28 * 8);
     }
 
     #[test]

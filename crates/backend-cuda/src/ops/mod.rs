@@ -8,6 +8,7 @@ pub mod movement;
 pub mod pool;
 pub mod random;
 pub mod reduce;
+pub mod window;
 
 use keras_backend_api::DType;
 

@@ -10,10 +10,12 @@
 
 mod cudnn;
 
-use cudarc::driver::DeviceRepr;
-use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams, TensorRef, window::PoolGeometry};
+use keras_backend_api::{BackendError, PoolMode, PoolParams, TensorRef, window::PoolGeometry};
 
-use super::conv::{float_dtype, refuse_alias};
+use super::{
+    conv::{float_dtype, refuse_alias},
+    window::WindowGeo,
+};
 use crate::{
     ConvPath, Device, Result,
     device::{Kernel, grid_1d},
@@ -36,10 +38,10 @@ pub fn pool(d: &Device, x: TensorRef<'_>, out: TensorRef<'_>, p: &PoolParams<'_>
     if d.conv_path == ConvPath::Cudnn && cudnn::pool(d, &geo, p, dtype, &xo, &yo)? {
         return Ok(());
     }
-    let raw = raw(&geo, p.mode);
+    let (raw, is_max) = (WindowGeo::from(&geo), is_max(p.mode));
     let n = yo.len as i64;
     let name = format!("pool_forward_{}", dtype_suffix(dtype));
-    crate::launch!(d, Kernel { module: MODULE, function: &name }, grid_1d(yo.len); yo.ptr, xo.ptr, raw, n)
+    crate::launch!(d, Kernel { module: MODULE, function: &name }, grid_1d(yo.len); yo.ptr, xo.ptr, raw, is_max, n)
 }
 
 /// Gradient with respect to the input: each element of `dy` goes to the first maximal
@@ -63,11 +65,16 @@ pub fn pool_backward(
     if d.conv_path == ConvPath::Cudnn && cudnn::pool_backward(d, &geo, p, dtype, &xo, &dyo, &dxo)? {
         return Ok(());
     }
-    let raw = raw(&geo, p.mode);
+    let (raw, is_max) = (WindowGeo::from(&geo), is_max(p.mode));
     let n = dxo.len as i64;
     let name = format!("pool_backward_{}", dtype_suffix(dtype));
     crate::launch!(d, Kernel { module: MODULE, function: &name }, grid_1d(dxo.len);
-        dxo.ptr, xo.ptr, dyo.ptr, raw, n)
+        dxo.ptr, xo.ptr, dyo.ptr, raw, is_max, n)
+}
+
+/// The kernels' `is_max` argument: 1 for [`PoolMode::Max`], 0 for [`PoolMode::Avg`].
+fn is_max(mode: PoolMode) -> i64 {
+    i64::from(mode == PoolMode::Max)
 }
 
 /// The CPU's rule for a two-tensor float kernel: `Unsupported` when the dtypes agree on a
@@ -85,61 +92,10 @@ fn pair_dtype(
     float_dtype(kernel, &["x", "out"], &[a, b])
 }
 
-/// The kernels' view of a checked pooling. Every count is a dim of a live tensor or a checked
-/// output length, so the `as i64` conversions are exact.
-fn raw(geo: &PoolGeometry, mode: PoolMode) -> PoolGeo {
-    let w = &geo.window;
-    let i = |a: [usize; 3]| a.map(|v| v as i64);
-    PoolGeo {
-        batch: geo.batch as i64,
-        channels: geo.channels as i64,
-        input: i(w.input),
-        window: i(w.window),
-        stride: i(w.stride),
-        pad: i(w.pad_before),
-        output: i(w.output),
-        in_len: w.input_len() as i64,
-        out_len: w.output_len() as i64,
-        channels_last: i64::from(geo.layout == Layout::ChannelsLast),
-        max: i64::from(mode == PoolMode::Max),
-    }
-}
-
-/// The pooling geometry as the kernels take it. Mirrors `struct PoolGeo` in pool.cu field for
-/// field (all `i64`, so C and Rust agree on the layout without padding).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PoolGeo {
-    /// Batch size.
-    pub batch: i64,
-    /// Channels.
-    pub channels: i64,
-    /// Input length per (normalised) spatial dim.
-    pub input: [i64; 3],
-    /// Window extent per dim.
-    pub window: [i64; 3],
-    /// Stride per dim.
-    pub stride: [i64; 3],
-    /// Padding before each dim.
-    pub pad: [i64; 3],
-    /// Output length per dim.
-    pub output: [i64; 3],
-    /// Input positions (product of `input`).
-    pub in_len: i64,
-    /// Output positions (product of `output`).
-    pub out_len: i64,
-    /// 1 for [`Layout::ChannelsLast`], 0 for [`Layout::ChannelsFirst`].
-    pub channels_last: i64,
-    /// 1 for [`PoolMode::Max`], 0 for [`PoolMode::Avg`].
-    pub max: i64,
-}
-
-// SAFETY: plain `#[repr(C)]` data of `i64`s with the layout of `struct PoolGeo` in pool.cu.
-unsafe impl DeviceRepr for PoolGeo {}
-
 #[cfg(test)]
 mod tests {
     use abi_stable::std_types::RSlice;
+    use keras_backend_api::{ConvParams, Layout, window::ConvGeometry};
 
     use super::*;
 
@@ -159,23 +115,24 @@ mod tests {
         let p = params(Layout::ChannelsLast, &[2, 2], &[2, 1], &[0, 1], &[1, 1]);
         // x (2, 5, 4, 3): outputs floor((5+1-2)/2)+1 = 3 and floor((4+2-2)/1)+1 = 5.
         let geo = PoolGeometry::new("pool", "out", &[2, 5, 4, 3], &[2, 3, 5, 3], &p).unwrap();
-        assert_eq!(
-            raw(&geo, PoolMode::Avg),
-            PoolGeo {
-                batch: 2,
-                channels: 3,
-                input: [1, 5, 4],
-                window: [1, 2, 2],
-                stride: [1, 2, 1],
-                pad: [0, 0, 1],
-                output: [1, 3, 5],
-                in_len: 20,
-                out_len: 15,
-                channels_last: 1,
-                max: 0,
-            }
-        );
-        assert_eq!(std::mem::size_of::<PoolGeo>(), 21 * 8);
+        // The kernels see pooling as the depthwise convolution with the same window: C groups
+        // of one channel in and one out, kernel (2, 2, 1, C), no dilation.
+        let depthwise = ConvParams {
+            layout: Layout::ChannelsLast,
+            strides: RSlice::from_slice(&[2, 1]),
+            dilation: RSlice::from_slice(&[1, 1]),
+            pad_before: RSlice::from_slice(&[0, 1]),
+            pad_after: RSlice::from_slice(&[1, 1]),
+            groups: 3,
+        };
+        let conv =
+            ConvGeometry::new("conv", ["x", "kernel", "out"], &[2, 5, 4, 3], &[2, 2, 1, 3], &[2, 3, 5, 3], &depthwise)
+                .unwrap();
+        let raw = WindowGeo::from(&geo);
+        assert_eq!(raw, WindowGeo::from(&conv));
+        assert_eq!((raw.groups, raw.group_in, raw.group_out, raw.taps), (3, 1, 1, 4));
+        assert_eq!((raw.output, raw.in_len, raw.out_len), ([1, 3, 5], 20, 15));
+        assert_eq!((is_max(PoolMode::Max), is_max(PoolMode::Avg)), (1, 0));
     }
 
     #[test]
