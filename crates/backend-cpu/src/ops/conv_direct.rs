@@ -335,7 +335,7 @@ impl DirectConv {
                 let nv = width.div_ceil(16);
                 for block in split(0..rows, max_rows(nv)) {
                     // Rows j of one block read kernel columns first..=last; the pixels where all
-                    // of them are inside the image run as one tile, the others row by row.
+                    // of them are inside the image run as one tile, the others per kernel column.
                     let (first, last) = (block.start / cin, (block.end - 1) / cin);
                     let (a, b) = (self.valid_columns(first), self.valid_columns(last));
                     let common = a.start..b.end.max(a.start);
@@ -355,20 +355,23 @@ impl DirectConv {
                             width,
                         );
                     }
-                    for j in block.clone() {
-                        let own = self.valid_columns(j / cin);
+                    // The rows of one kernel column share their edge pixels, so they run as one
+                    // tile per column (not one per row: a 1-row tile pays the `dy` loads for one FMA each).
+                    for column in first..=last {
+                        let js = block.start.max(column * cin)..block.end.min((column + 1) * cin);
+                        let own = self.valid_columns(column);
                         for part in [own.start..common.start.min(own.end), common.end.max(own.start)..own.end] {
                             if !part.is_empty() {
                                 filter_tile(
-                                    1,
+                                    js.len(),
                                     nv,
                                     x_b,
-                                    x_at(part.start, j),
+                                    x_at(part.start, js.start),
                                     step,
                                     &dy_row[part.start * cout + co..],
                                     cout,
                                     part.len(),
-                                    &mut dk[(r * rows + j) * cout + co..],
+                                    &mut dk[(r * rows + js.start) * cout + co..],
                                     width,
                                 );
                             }
