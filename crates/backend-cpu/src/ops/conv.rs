@@ -24,6 +24,7 @@ use keras_backend_api::{ConvParams, Layout, window::ConvGeometry as CheckedConv}
 use rayon::prelude::*;
 
 use super::conv_direct::DirectConv;
+use super::conv_direct_nchw::NchwConv;
 use super::element::{Float, several_threads};
 use super::matmul::{GemmEngine, GemmScalar, MatView, gemm};
 use super::window::{Window, with_float_triple};
@@ -214,6 +215,37 @@ fn backward_filter<T: Float + GemmScalar>(
     Ok(())
 }
 
+/// The direct kernels' plan for one layout; each call returns `false`, having written
+/// nothing, when its kernel does not take the case (the GEMM path then runs).
+#[derive(Debug)]
+enum Direct {
+    Last(DirectConv),
+    First(NchwConv),
+}
+
+impl Direct {
+    fn forward(&self, x: &[f32], kernel: &[f32], y: &mut [f32]) -> bool {
+        match self {
+            Direct::Last(d) => d.forward(x, kernel, y),
+            Direct::First(d) => d.forward(x, kernel, y),
+        }
+    }
+
+    fn backward_data(&self, dy: &[f32], kernel: &[f32], dx: &mut [f32]) -> bool {
+        match self {
+            Direct::Last(d) => d.backward_data(dy, kernel, dx),
+            Direct::First(d) => d.backward_data(dy, kernel, dx),
+        }
+    }
+
+    fn backward_filter(&self, x: &[f32], dy: &[f32], dkernel: &mut [f32]) -> bool {
+        match self {
+            Direct::Last(d) => d.backward_filter(x, dy, dkernel),
+            Direct::First(d) => d.backward_filter(x, dy, dkernel),
+        }
+    }
+}
+
 /// A block of a row-major buffer seen as a matrix: `rows × cols` starting at `offset`, rows
 /// `row_stride` apart, columns adjacent.
 #[derive(Clone, Copy, Debug)]
@@ -270,14 +302,18 @@ impl From<CheckedConv> for ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// The direct (no im2col) plan for f32, when [`DirectConv`] takes this convolution.
-    /// ChannelsFirst stays on the GEMM path: running the direct kernels on transposed copies
-    /// (blocked scalar transposes of the images) measured slower than GEMM end to end.
-    fn direct(&self) -> Option<DirectConv> {
-        if self.layout != Layout::ChannelsLast {
-            return None;
+    /// The direct (no im2col) plan for f32, when [`DirectConv`] (ChannelsLast) or
+    /// [`NchwConv`] (ChannelsFirst) takes this convolution.
+    fn direct(&self) -> Option<Direct> {
+        let (window, batch, groups) = (&self.window, self.batch, self.groups);
+        match self.layout {
+            Layout::ChannelsLast => {
+                DirectConv::new(window, batch, self.channels, self.out_channels, groups).map(Direct::Last)
+            }
+            Layout::ChannelsFirst => {
+                NchwConv::new(window, batch, self.channels, self.out_channels, groups).map(Direct::First)
+            }
         }
-        DirectConv::new(&self.window, self.batch, self.channels, self.out_channels, self.groups)
     }
 
     /// Input channels per group.
@@ -1079,6 +1115,12 @@ mod tests {
             Case::new(CL, &[21], &[3]).channels(17, 40, 1).pad(&[1], &[1]),
             Case::new(CL, &[4, 64], &[3, 3]).channels(16, 64, 1).pad(&[1, 1], &[1, 1]),
         ]);
+        check_f32_against_f64(&cases);
+    }
+
+    /// The f32 forward and gradients of each case against the f64 GEMM path, with tolerances
+    /// that grow with the length of the sums.
+    fn check_f32_against_f64(cases: &[Case]) {
         for (n, case) in cases.iter().enumerate() {
             let (x, w, dy) = case.inputs(1000 + n as u64);
             let reduced = (case.channels * case.kernel.iter().product::<usize>()) as f64;
@@ -1095,6 +1137,48 @@ mod tests {
         }
     }
 
+    /// The same for the ChannelsFirst direct kernels, on pools of 1 and 2 threads: rows
+    /// narrower than a vector, off the 16-lane grid, wider than a tile; channel counts off the
+    /// tiles; padding at one side only, beyond the window; row strides; 1-d.
+    #[test]
+    fn channels_first_direct_path_matches_gemm_path() {
+        use Layout::ChannelsFirst as CF;
+        let mut cases = Vec::new();
+        for (n, &(cin, cout)) in [(1, 1), (3, 17), (17, 3), (1, 7), (8, 13), (5, 64), (64, 5)].iter().enumerate() {
+            let batch = [1, 3][n % 2];
+            for (h, w) in [(9, 11), (5, 16), (7, 37), (4, 64), (3, 67), (6, 130)] {
+                let case = Case::new(CF, &[h, w], &[3, 3]).channels(cin, cout, 1).batch(batch);
+                cases.push(case.clone().pad(&[1, 1], &[1, 1]));
+                cases.push(case.clone().pad(&[0, 2], &[2, 0]));
+            }
+            cases.push(
+                Case::new(CF, &[9, 21], &[3, 3])
+                    .channels(cin, cout, 1)
+                    .batch(batch)
+                    .strides(&[2, 1])
+                    .pad(&[1, 1], &[1, 1]),
+            );
+            cases.push(Case::new(CF, &[7, 20], &[2, 4]).channels(cin, cout, 1).batch(batch).pad(&[1, 3], &[0, 0]));
+        }
+        cases.extend([
+            // valid; a window wider than the image; taller and wider than the tiles' 3×3 taps;
+            // padding beyond the window (the data gradient falls back); 1-d; a strided column
+            // and a pointwise kernel (both GEMM); rows too narrow for the direct path.
+            Case::new(CF, &[12, 18], &[3, 3]).channels(2, 32, 1).batch(3),
+            Case::new(CF, &[3, 9], &[5, 12]).channels(3, 20, 1).pad(&[2, 2], &[2, 5]),
+            Case::new(CF, &[11, 40], &[7, 5]).channels(4, 9, 1).pad(&[3, 2], &[3, 2]),
+            Case::new(CF, &[5, 20], &[2, 2]).channels(5, 18, 1).pad(&[3, 2], &[0, 0]),
+            Case::new(CF, &[45], &[3]).channels(17, 40, 1).pad(&[1], &[1]),
+            Case::new(CF, &[9, 30], &[3, 3]).channels(6, 7, 1).strides(&[1, 2]).pad(&[1, 1], &[1, 1]),
+            Case::new(CF, &[5, 30], &[1, 1]).channels(20, 33, 1),
+            Case::new(CF, &[9, 6], &[3, 3]).channels(6, 7, 1).pad(&[1, 1], &[1, 1]),
+        ]);
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| check_f32_against_f64(&cases));
+        }
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn direct_path_takes_only_its_cases() {
@@ -1106,10 +1190,33 @@ mod tests {
         let plain = Case::new(Layout::ChannelsLast, &[5, 5], &[3, 3]);
         let avx512 = std::arch::is_x86_feature_detected!("avx512f");
         assert_eq!(geometry(&plain).direct().is_some(), avx512);
-        assert!(geometry(&Case { layout: Layout::ChannelsFirst, ..plain.clone() }).direct().is_none());
         assert!(geometry(&plain.clone().dilation(&[1, 2])).direct().is_none());
         assert!(geometry(&plain.clone().channels(4, 6, 2)).direct().is_none());
         assert!(geometry(&Case::new(Layout::ChannelsLast, &[3, 3, 3], &[2, 2, 2])).direct().is_none());
+        let first = Case { layout: Layout::ChannelsFirst, ..plain.clone() };
+        assert!(matches!(geometry(&first).direct(), Some(Direct::First(_))) == avx512);
+        // Rows of at least MIN_WIDTH pixels run direct; narrower ones, a pointwise kernel, and
+        // the data gradient of a row stride stay on GEMM.
+        let takes = |case: Case| match geometry(&case).direct() {
+            Some(Direct::First(d)) => [d.takes_forward(), d.takes_backward_data(), d.takes_backward_filter()],
+            _ => [false; 3],
+        };
+        let wide = Case::new(Layout::ChannelsFirst, &[9, 11], &[3, 3]).pad(&[1, 1], &[1, 1]);
+        assert_eq!(takes(wide.clone()), [avx512; 3]);
+        assert_eq!(takes(wide.clone().strides(&[2, 1])), [avx512, false, avx512]);
+        assert_eq!(takes(Case::new(Layout::ChannelsFirst, &[9, 7], &[3, 3]).pad(&[1, 1], &[1, 1])), [false; 3]);
+        assert_eq!(takes(Case::new(Layout::ChannelsFirst, &[9, 11], &[1, 1])), [false; 3]);
+        assert!(geometry(&first.clone().strides(&[1, 2])).direct().is_none());
+        assert!(geometry(&first.clone().dilation(&[2, 1])).direct().is_none());
+        assert!(geometry(&first.clone().channels(4, 6, 2)).direct().is_none());
+        assert!(
+            geometry(&Case {
+                layout: Layout::ChannelsFirst,
+                ..Case::new(Layout::ChannelsLast, &[3, 3, 3], &[2, 2, 2])
+            })
+            .direct()
+            .is_none()
+        );
     }
 
     fn error(case: &Case, x_shape: &[usize], k_shape: &[usize], y_shape: &[usize]) -> BackendError {

@@ -19,11 +19,11 @@
 //!   tile's rows: a tile of up to `max_rows` consecutive rows `j` × 64 output channels of
 //!   `dkernel[kh]` accumulates, over the pixels of one output row, `x[pixel, j] · dy[pixel]`.
 //!
-//! Output channels beyond a multiple of 16 use masked loads and stores. Everything else
-//! (f64, ChannelsFirst, 3-D, dilation, groups, CPUs without AVX-512, fewer than 16 output
-//! channels where the lanes would idle, the data gradient of a strided convolution) stays
-//! on the GEMM path
-//! in [`conv`](super::conv); [`DirectConv::new`] says which cases come here.
+//! Output channels beyond a multiple of 16 use masked loads and stores. ChannelsFirst data
+//! has its own kernels in [`conv_direct_nchw`](super::conv_direct_nchw). Everything else
+//! (f64, 3-D, dilation, groups, CPUs without AVX-512, fewer than 16 output channels where the
+//! lanes would idle, the data gradient of a strided convolution) stays on the GEMM path in
+//! [`conv`](super::conv); [`DirectConv::new`] says which cases come here.
 
 use std::ops::Range;
 
@@ -186,33 +186,11 @@ impl DirectConv {
         if x.len() != self.batch * x_len || dy.len() != self.batch * y_len || dkernel.len() != self.kernel_len() {
             return false;
         }
-        dkernel.fill(0.0);
-        let accumulate = |x_task: &[f32], dy_task: &[f32], dk: &mut [f32]| {
-            for (x_b, dy_b) in x_task.chunks(x_len).zip(dy_task.chunks(y_len)) {
-                for oy in 0..self.ho {
-                    self.filter_row(x_b, &dy_b[oy * self.wo * self.cout..][..self.wo * self.cout], oy, dk);
-                }
+        sum_over_batch(self.batch, (x, x_len), (dy, y_len), dkernel, |x_b, dy_b, dk, _| {
+            for oy in 0..self.ho {
+                self.filter_row(x_b, &dy_b[oy * self.wo * self.cout..][..self.wo * self.cout], oy, dk);
             }
-        };
-        let per_task = self.batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
-        if !several_threads() || per_task >= self.batch {
-            accumulate(x, dy, dkernel);
-            return true;
-        }
-        // Each task sums its batch elements into a private partial; the partials are added
-        // in task order, so the result does not depend on scheduling.
-        let partials: Vec<Vec<f32>> = x
-            .par_chunks(x_len * per_task)
-            .zip(dy.par_chunks(y_len * per_task))
-            .map(|(x_task, dy_task)| {
-                let mut partial = vec![0.0f32; dkernel.len()];
-                accumulate(x_task, dy_task, &mut partial);
-                partial
-            })
-            .collect();
-        for partial in partials {
-            dkernel.iter_mut().zip(partial).for_each(|(d, p)| *d += p);
-        }
+        });
         true
     }
 
@@ -383,10 +361,48 @@ impl DirectConv {
     }
 }
 
+/// Sets `dkernel` to the sum over the `batch` elements of `x` and `dy` (`x_len` and `y_len`
+/// elements each) of `accumulate(x_b, dy_b, dk, scratch)`, which adds one element's filter
+/// gradient to `dk` (`scratch` is the task's, for the kernel to reuse). The batch is split
+/// evenly over rayon's threads; each task sums its elements into a private partial and the
+/// partials are added in task order, so the result does not depend on scheduling.
+pub(super) fn sum_over_batch(
+    batch: usize,
+    (x, x_len): (&[f32], usize),
+    (dy, y_len): (&[f32], usize),
+    dkernel: &mut [f32],
+    accumulate: impl Fn(&[f32], &[f32], &mut [f32], &mut Vec<f32>) + Sync,
+) {
+    dkernel.fill(0.0);
+    let task = |x_task: &[f32], dy_task: &[f32], dk: &mut [f32]| {
+        let mut scratch = Vec::new();
+        for (x_b, dy_b) in x_task.chunks(x_len).zip(dy_task.chunks(y_len)) {
+            accumulate(x_b, dy_b, dk, &mut scratch);
+        }
+    };
+    let per_task = batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    if !several_threads() || per_task >= batch {
+        task(x, dy, dkernel);
+        return;
+    }
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(x_len * per_task)
+        .zip(dy.par_chunks(y_len * per_task))
+        .map(|(x_task, dy_task)| {
+            let mut partial = vec![0.0f32; dkernel.len()];
+            task(x_task, dy_task, &mut partial);
+            partial
+        })
+        .collect();
+    for partial in partials {
+        dkernel.iter_mut().zip(partial).for_each(|(d, p)| *d += p);
+    }
+}
+
 /// `range` split into the fewest tiles of at most `max` elements, their sizes differing by at
 /// most one: 62 pixels with `max` 6 become 7 tiles of 6 and 4 of 5, not 10 of 6 and one of 2
 /// (a short tile runs the same kernel-row loads for fewer FMAs).
-fn split(range: Range<usize>, max: usize) -> impl Iterator<Item = Range<usize>> {
+pub(super) fn split(range: Range<usize>, max: usize) -> impl Iterator<Item = Range<usize>> {
     let n = range.len();
     let tiles = n.div_ceil(max.max(1));
     (0..tiles).map(move |t| range.start + t * n / tiles..range.start + (t + 1) * n / tiles)
@@ -402,7 +418,7 @@ struct Run {
 }
 
 /// `true` when this CPU has AVX-512F (and therefore FMA).
-fn avx512() -> bool {
+pub(super) fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")

@@ -4,6 +4,7 @@
 
 pub mod conv;
 pub mod conv_direct;
+pub mod conv_direct_nchw;
 pub mod element;
 pub mod elementwise;
 pub mod fused;
