@@ -25,7 +25,7 @@
 //! lanes would idle, the data gradient of a strided convolution) stays on the GEMM path in
 //! [`conv`](super::conv); [`DirectConv::new`] says which cases come here.
 
-use std::ops::Range;
+use std::ops::{Deref, Range};
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -57,53 +57,62 @@ const fn max_rows(nv: usize) -> usize {
     }
 }
 
-/// The geometry of a convolution the direct kernels take (see [`DirectConv::new`]): a
-/// ChannelsLast 2-D (or 1-D, as one row) f32 convolution without dilation or groups.
+/// The 2-D geometry (a 1-D convolution as one row) both direct kernels work on, this module's
+/// [`DirectConv`] (ChannelsLast) and [`NchwConv`](super::conv_direct_nchw::NchwConv)
+/// (ChannelsFirst): f32, no dilation or groups.
 #[derive(Clone, Debug)]
-pub struct DirectConv {
-    batch: usize,
-    /// Input rows, columns and channels.
-    h: usize,
-    w: usize,
-    cin: usize,
-    /// Output rows, columns and channels.
-    ho: usize,
-    wo: usize,
-    cout: usize,
-    /// Kernel rows and columns.
-    kh: usize,
-    kw: usize,
-    /// Row and column stride.
-    sh: usize,
-    sw: usize,
-    /// Padding before the first row and column.
-    pt: usize,
-    pl: usize,
+pub struct Plane {
+    /// Batch elements.
+    pub batch: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Input rows.
+    pub h: usize,
+    /// Input columns.
+    pub w: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Output rows.
+    pub ho: usize,
+    /// Output columns.
+    pub wo: usize,
+    /// Kernel rows.
+    pub kh: usize,
+    /// Kernel columns.
+    pub kw: usize,
+    /// Row stride.
+    pub sh: usize,
+    /// Column stride.
+    pub sw: usize,
+    /// Padding before the first row.
+    pub pt: usize,
+    /// Padding before the first column.
+    pub pl: usize,
 }
 
-impl DirectConv {
-    /// The direct plan for a convolution over `window` with `groups` groups, its data in
-    /// ChannelsLast order, or `None` when this module does not take it: more than 2 spatial
-    /// dims, dilation, groups, no AVX-512 on this CPU, or nothing to compute (no channels, an
-    /// empty image or output: the GEMM path's special cases handle those).
-    pub fn new(window: &Window, batch: usize, cin: usize, cout: usize, groups: usize) -> Option<Self> {
+impl Plane {
+    /// The geometry of a convolution over `window` with `groups` groups, or `None` when no
+    /// direct kernel takes it: more than 2 spatial dims, dilation, groups, no AVX-512 on this
+    /// CPU, or nothing to compute (no channels, an empty batch, image or output: the GEMM
+    /// path's special cases handle those).
+    pub fn new(window: &Window, batch: usize, cin: usize, cout: usize, groups: usize) -> Option<Plane> {
         if groups != 1 || window.rank > 2 || !avx512() {
             return None;
         }
         if window.dilation[1..] != [1, 1] || window.window[1..].contains(&0) || cin == 0 || cout == 0 {
             return None;
         }
-        if window.input_len() == 0 || window.output_len() == 0 {
+        if window.input_len() == 0 || window.output_len() == 0 || batch == 0 {
             return None;
         }
-        Some(DirectConv {
+        Some(Plane {
             batch,
+            cin,
             h: window.input[1],
             w: window.input[2],
-            cin,
+            cout,
             ho: window.output[1],
             wo: window.output[2],
-            cout,
             kh: window.window[1],
             kw: window.window[2],
             sh: window.stride[1],
@@ -111,6 +120,47 @@ impl DirectConv {
             pt: window.pad_before[1],
             pl: window.pad_before[2],
         })
+    }
+
+    /// The convolution whose forward pass is this one's data gradient when the stride is 1:
+    /// `dy` as its input, the kernel flipped spatially with its channel axes swapped, padded
+    /// `k - 1 - pad_before` before.
+    pub fn transposed(&self) -> Plane {
+        Plane {
+            batch: self.batch,
+            cin: self.cout,
+            h: self.ho,
+            w: self.wo,
+            cout: self.cin,
+            ho: self.h,
+            wo: self.w,
+            kh: self.kh,
+            kw: self.kw,
+            sh: 1,
+            sw: 1,
+            pt: self.kh - 1 - self.pt,
+            pl: self.kw - 1 - self.pl,
+        }
+    }
+}
+
+/// The direct plan of a ChannelsLast convolution (see [`DirectConv::new`]).
+#[derive(Clone, Debug)]
+pub struct DirectConv(Plane);
+
+impl Deref for DirectConv {
+    type Target = Plane;
+
+    fn deref(&self) -> &Plane {
+        &self.0
+    }
+}
+
+impl DirectConv {
+    /// The direct plan for a convolution over `window` with `groups` groups, its data in
+    /// ChannelsLast order, or `None` when this module does not take it (see [`Plane::new`]).
+    pub fn new(window: &Window, batch: usize, cin: usize, cout: usize, groups: usize) -> Option<Self> {
+        Plane::new(window, batch, cin, cout, groups).map(DirectConv)
     }
 
     /// `y = conv(x, kernel)`. `x`, `kernel` and `y` have this plan's shapes (checked by the
@@ -156,21 +206,7 @@ impl DirectConv {
                 }
             }
         }
-        let transposed = DirectConv {
-            batch: self.batch,
-            h: self.ho,
-            w: self.wo,
-            cin: self.cout,
-            ho: self.h,
-            wo: self.w,
-            cout: self.cin,
-            kh: self.kh,
-            kw: self.kw,
-            sh: 1,
-            sw: 1,
-            pt: self.kh - 1 - self.pt,
-            pl: self.kw - 1 - self.pl,
-        };
+        let transposed = DirectConv(self.transposed());
         transposed.forward(dy, &flipped, dx)
     }
 
@@ -418,7 +454,7 @@ struct Run {
 }
 
 /// `true` when this CPU has AVX-512F (and therefore FMA).
-pub(super) fn avx512() -> bool {
+fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")

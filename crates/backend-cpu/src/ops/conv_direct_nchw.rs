@@ -28,14 +28,14 @@
 //! kernel, CPUs without AVX-512, rows narrower than 8 pixels (`MIN_WIDTH`), the data
 //! gradient of a strided convolution) stays on the GEMM path in [`conv`](super::conv).
 
-use std::ops::Range;
+use std::ops::{Deref, Range};
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::conv_direct::{avx512, split, sum_over_batch};
+use super::conv_direct::{Plane, split, sum_over_batch};
 use super::element::several_threads;
 use super::window::Window;
 
@@ -64,28 +64,17 @@ const FILTER_CO_BY_ROWS: [usize; FILTER_ROWS] = [8, 4, 3];
 /// The most output channels of a filter-gradient tile.
 const FILTER_CO: usize = 8;
 
-/// The geometry of a convolution the direct kernels take (see [`NchwConv::new`]): a
-/// ChannelsFirst 2-D (or 1-D, as one row) f32 convolution without dilation or groups, unit
-/// column stride.
+/// The direct plan of a ChannelsFirst convolution (see [`NchwConv::new`]): unit column
+/// stride.
 #[derive(Clone, Debug)]
-pub struct NchwConv {
-    batch: usize,
-    /// Input channels, rows and columns.
-    cin: usize,
-    h: usize,
-    w: usize,
-    /// Output channels, rows and columns.
-    cout: usize,
-    ho: usize,
-    wo: usize,
-    /// Kernel rows and columns.
-    kh: usize,
-    kw: usize,
-    /// Row stride.
-    sh: usize,
-    /// Padding before the first row and column.
-    pt: usize,
-    pl: usize,
+pub struct NchwConv(Plane);
+
+impl Deref for NchwConv {
+    type Target = Plane;
+
+    fn deref(&self) -> &Plane {
+        &self.0
+    }
 }
 
 /// One forward tile's columns: output pixels `x0..x0 + 16·nv` (fewer at the row's end),
@@ -103,32 +92,10 @@ struct Segment {
 
 impl NchwConv {
     /// The direct plan for a convolution over `window` with `groups` groups, its data in
-    /// ChannelsFirst order, or `None` when this module does not take it: more than 2 spatial
-    /// dims, dilation, groups, a column stride, no AVX-512 on this CPU, or nothing to compute.
+    /// ChannelsFirst order, or `None` when this module does not take it: what [`Plane::new`]
+    /// refuses, and a column stride.
     pub fn new(window: &Window, batch: usize, cin: usize, cout: usize, groups: usize) -> Option<Self> {
-        if groups != 1 || window.rank > 2 || !avx512() || window.stride[2] != 1 {
-            return None;
-        }
-        if window.dilation[1..] != [1, 1] || window.window[1..].contains(&0) || cin == 0 || cout == 0 {
-            return None;
-        }
-        if window.input_len() == 0 || window.output_len() == 0 || batch == 0 {
-            return None;
-        }
-        Some(NchwConv {
-            batch,
-            cin,
-            h: window.input[1],
-            w: window.input[2],
-            cout,
-            ho: window.output[1],
-            wo: window.output[2],
-            kh: window.window[1],
-            kw: window.window[2],
-            sh: window.stride[1],
-            pt: window.pad_before[1],
-            pl: window.pad_before[2],
-        })
+        Plane::new(window, batch, cin, cout, groups).filter(|plane| plane.sw == 1).map(NchwConv)
     }
 
     /// `y = conv(x, kernel)` for a `(Cout, Cin, kh, kw)` kernel; returns `false`, having
@@ -149,20 +116,7 @@ impl NchwConv {
         if !self.takes_backward_data() || kernel.len() != self.kernel_len() {
             return false;
         }
-        let transposed = NchwConv {
-            batch: self.batch,
-            cin: self.cout,
-            h: self.ho,
-            w: self.wo,
-            cout: self.cin,
-            ho: self.h,
-            wo: self.w,
-            kh: self.kh,
-            kw: self.kw,
-            sh: 1,
-            pt: self.kh - 1 - self.pt,
-            pl: self.kw - 1 - self.pl,
-        };
+        let transposed = NchwConv(self.transposed());
         let (cin, kh, kw) = (self.cin, self.kh, self.kw);
         // The transposed convolution's kernel[ci, co, ky, kx] is kernel[co, ci, kh-1-ky, kw-1-kx].
         transposed.run_forward(dy, dx, |ci, co, ky, kx| kernel[((co * cin + ci) * kh + kh - 1 - ky) * kw + kw - 1 - kx])
