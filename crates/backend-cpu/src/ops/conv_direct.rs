@@ -142,6 +142,39 @@ impl Plane {
             pl: self.kw - 1 - self.pl,
         }
     }
+
+    /// Elements of the kernel.
+    pub fn kernel_len(&self) -> usize {
+        self.kh * self.kw * self.cin * self.cout
+    }
+
+    /// Elements of one batch element of the input.
+    pub fn x_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
+    /// Elements of one batch element of the output.
+    pub fn y_len(&self) -> usize {
+        self.cout * self.ho * self.wo
+    }
+
+    /// The kernel rows output row `oy` reads inside the image.
+    pub fn rows_read(&self, oy: usize) -> Range<usize> {
+        taps_inside(oy * self.sh, self.pt, self.h, self.kh)
+    }
+
+    /// The kernel columns output column `ox` reads inside the image.
+    pub fn columns_read(&self, ox: usize) -> Range<usize> {
+        taps_inside(ox * self.sw, self.pl, self.w, self.kw)
+    }
+}
+
+/// The taps `t < k` of a window starting at padded position `start` that fall inside an
+/// axis of `len` positions padded `pad` before: `pad ≤ start + t < pad + len`.
+fn taps_inside(start: usize, pad: usize, len: usize, k: usize) -> Range<usize> {
+    let lo = pad.saturating_sub(start).min(k);
+    let hi = (pad + len).saturating_sub(start).min(k).max(lo);
+    lo..hi
 }
 
 /// The direct plan of a ChannelsLast convolution (see [`DirectConv::new`]).
@@ -170,8 +203,7 @@ impl DirectConv {
         if !self.takes_forward() {
             return false;
         }
-        let x_len = self.h * self.w * self.cin;
-        let y_len = self.ho * self.wo * self.cout;
+        let (x_len, y_len) = (self.x_len(), self.y_len());
         if x.len() != self.batch * x_len || y.len() != self.batch * y_len || kernel.len() != self.kernel_len() {
             return false;
         }
@@ -217,8 +249,7 @@ impl DirectConv {
         if !self.takes_backward_filter() {
             return false;
         }
-        let x_len = self.h * self.w * self.cin;
-        let y_len = self.ho * self.wo * self.cout;
+        let (x_len, y_len) = (self.x_len(), self.y_len());
         if x.len() != self.batch * x_len || dy.len() != self.batch * y_len || dkernel.len() != self.kernel_len() {
             return false;
         }
@@ -249,10 +280,6 @@ impl DirectConv {
         self.cout >= MIN_LANES
     }
 
-    fn kernel_len(&self) -> usize {
-        self.kh * self.kw * self.cin * self.cout
-    }
-
     /// Kernel rows whose input row lies inside the image for output row `oy`, with that input
     /// row.
     fn valid_rows(&self, oy: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
@@ -268,14 +295,6 @@ impl DirectConv {
         let lo = self.pl.saturating_sub(c).div_ceil(self.sw);
         let hi = (self.pl + self.w).saturating_sub(c).div_ceil(self.sw).min(self.wo);
         lo.min(hi)..hi
-    }
-
-    /// The kernel columns output column `ox` reads inside the image.
-    fn columns_read(&self, ox: usize) -> Range<usize> {
-        let start = ox * self.sw;
-        let lo = self.pl.saturating_sub(start).min(self.kw);
-        let hi = (self.pl + self.w).saturating_sub(start).min(self.kw).max(lo);
-        lo..hi
     }
 
     /// One output row `oy` of one batch element: `y_row` is `wo × cout`.

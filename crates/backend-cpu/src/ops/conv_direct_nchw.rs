@@ -171,26 +171,6 @@ impl NchwConv {
             && (self.h, self.w) == (self.ho, self.wo)
     }
 
-    fn kernel_len(&self) -> usize {
-        self.cout * self.cin * self.kh * self.kw
-    }
-
-    fn x_len(&self) -> usize {
-        self.cin * self.h * self.w
-    }
-
-    fn y_len(&self) -> usize {
-        self.cout * self.ho * self.wo
-    }
-
-    /// The kernel rows output row `oy` reads inside the image.
-    fn rows_read(&self, oy: usize) -> Range<usize> {
-        let start = oy * self.sh;
-        let lo = self.pt.saturating_sub(start).min(self.kh);
-        let hi = (self.pt + self.h).saturating_sub(start).min(self.kh).max(lo);
-        lo..hi
-    }
-
     /// The output channel blocks of one forward tile.
     fn co_blocks(&self) -> Vec<Range<usize>> {
         let nv = self.wo.div_ceil(16).min(MAX_NV);
