@@ -11,7 +11,7 @@
 
 use std::ops::Range;
 
-use keras_backend_api::{Layout, PoolMode, PoolParams, window::PoolGeometry as CheckedPool};
+use keras_backend_api::{BackendError, Layout, PoolMode, PoolParams, window::PoolGeometry as CheckedPool};
 use rayon::prelude::*;
 
 use super::element::{Float, min_per_task};
@@ -37,6 +37,15 @@ pub fn pool(x: Tensor<'_>, out: TensorMut<'_>, params: &PoolParams<'_>) -> Resul
 /// evenly over the window's in-bounds elements (Avg); overlapping windows add up.
 pub fn pool_backward(x: Tensor<'_>, dy: Tensor<'_>, dx: TensorMut<'_>, params: &PoolParams<'_>) -> Result<()> {
     let geo = PoolGeometry::from(CheckedPool::backward(x.shape, dy.shape, dx.shape, params)?);
+    // ChannelScratch numbers the positions of one window in u32.
+    let window_positions = geo.window.window.iter().product::<usize>().min(geo.window.input_len());
+    if u32::try_from(window_positions).is_err() {
+        return Err(BackendError::invalid(format!(
+            "pool_backward: a window over `x` of shape {:?} covers {window_positions} positions, beyond this backend's limit of {}",
+            x.shape,
+            u32::MAX
+        )));
+    }
     with_float_triple!("pool_backward", ["x", "dy", "dx"], (x.data, dy.data, dx.data), (x, dy, dx) => {
         pool_backward_typed(&geo, params.mode, x, dy, dx);
         Ok(())
@@ -162,11 +171,13 @@ fn pool_channels<T: Float>(geo: &PoolGeometry, mode: PoolMode, x_b: &[T], p: usi
 }
 
 fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy: &[T], dx: &mut [T]) {
-    dx.fill(T::ZERO);
     if dx.is_empty() || dy.is_empty() {
+        dx.fill(T::ZERO);
         return;
     }
     let (in_len, out_len) = (geo.window.input_len(), geo.window.output_len());
+    // Each task zeroes its own part of `dx` before adding into it: in parallel, and while
+    // that part is in cache.
     match geo.layout {
         Layout::ChannelsFirst => {
             let planes_per_task = (MIN_TASK_ELEMENTS / out_len).max(1);
@@ -175,6 +186,7 @@ fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy
                 .zip(dy.par_chunks(out_len))
                 .with_min_len(min_per_task(planes_per_task))
                 .for_each(|((dx, x), dy)| {
+                    dx.fill(T::ZERO);
                     for (p, &g) in dy.iter().enumerate() {
                         let window_box = geo.window_box(p);
                         match mode {
@@ -198,56 +210,81 @@ fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy
                 .zip(dy.par_chunks(out_len * channels))
                 .with_min_len(min_per_task(1))
                 .for_each(|((dx, x), dy)| {
+                    dx.fill(T::ZERO);
                     vectorized(
                         #[inline(always)]
                         || {
-                            // Per channel: the best value so far and where it is.
-                            let mut best = vec![T::ZERO; channels];
-                            let mut at = vec![0usize; channels];
-                            let mut share = vec![T::ZERO; channels];
+                            let mut scratch = ChannelScratch::new(channels);
                             for (p, dy) in dy.chunks(channels).enumerate() {
                                 let window_box = geo.window_box(p);
-                                let count = PoolGeometry::count(window_box);
-                                if count == 0 {
-                                    continue;
-                                }
                                 match mode {
-                                    PoolMode::Max => {
-                                        let mut first = true;
-                                        geo.window.for_each_in_box(window_box, |i| {
-                                            let x = &x[i * channels..(i + 1) * channels];
-                                            if first {
-                                                best.copy_from_slice(x);
-                                                at.fill(i);
-                                                first = false;
-                                                return;
-                                            }
-                                            for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(x) {
-                                                // Selects, not conditional stores: the loop vectorises.
-                                                let wins = beats(v, *b);
-                                                *b = if wins { v } else { *b };
-                                                *a = if wins { i } else { *a };
-                                            }
-                                        });
-                                        for (c, (&i, &g)) in at.iter().zip(dy).enumerate() {
-                                            dx[i * channels + c] += g;
-                                        }
-                                    }
-                                    PoolMode::Avg => {
-                                        share.iter_mut().zip(dy).for_each(|(s, &g)| *s = mean(g, count));
-                                        geo.window.for_each_in_box(window_box, |i| {
-                                            dx[i * channels..(i + 1) * channels]
-                                                .iter_mut()
-                                                .zip(&share)
-                                                .for_each(|(d, &s)| *d += s);
-                                        });
-                                    }
+                                    PoolMode::Max => scratch.route_max(geo, window_box, x, dy, dx),
+                                    PoolMode::Avg => scratch.spread_mean(geo, window_box, dy, dx),
                                 }
                             }
                         },
                     )
                 });
         }
+    }
+}
+
+/// Per-channel working vectors of a ChannelsLast backward pass over one batch element.
+struct ChannelScratch<T> {
+    /// The best value of the window so far, per channel.
+    best: Vec<T>,
+    /// Where that value is: the ordinal of its position in the window walk. A `u32`, not a
+    /// flat index, so that it fills the same vector lanes as an `f32` and the routing loop
+    /// below is a plain compare-and-select over channels rather than a scatter.
+    at: Vec<u32>,
+    /// A mean's share of the gradient, per channel.
+    share: Vec<T>,
+}
+
+impl<T: Float> ChannelScratch<T> {
+    fn new(channels: usize) -> ChannelScratch<T> {
+        ChannelScratch { best: vec![T::ZERO; channels], at: vec![0; channels], share: vec![T::ZERO; channels] }
+    }
+
+    /// Adds `dy` (one output position's channel vector) to the first maximum of each
+    /// channel over `window_box`.
+    #[inline(always)]
+    fn route_max(&mut self, geo: &PoolGeometry, window_box: [&Range<usize>; 3], x: &[T], dy: &[T], dx: &mut [T]) {
+        let channels = dy.len();
+        let mut k = 0u32;
+        geo.window.for_each_in_box(window_box, |i| {
+            let x = &x[i * channels..(i + 1) * channels];
+            if k == 0 {
+                self.best.copy_from_slice(x);
+                self.at.fill(0);
+            } else {
+                for ((b, a), &v) in self.best.iter_mut().zip(self.at.iter_mut()).zip(x) {
+                    // Selects, not conditional stores: the loop vectorises.
+                    let wins = beats(v, *b);
+                    *b = if wins { v } else { *b };
+                    *a = if wins { k } else { *a };
+                }
+            }
+            k += 1;
+        });
+        let mut k = 0u32;
+        geo.window.for_each_in_box(window_box, |i| {
+            for ((d, &a), &g) in dx[i * channels..(i + 1) * channels].iter_mut().zip(&self.at).zip(dy) {
+                *d = if a == k { *d + g } else { *d };
+            }
+            k += 1;
+        });
+    }
+
+    /// Spreads `dy` evenly over the in-bounds positions of `window_box`.
+    #[inline(always)]
+    fn spread_mean(&mut self, geo: &PoolGeometry, window_box: [&Range<usize>; 3], dy: &[T], dx: &mut [T]) {
+        let channels = dy.len();
+        let count = PoolGeometry::count(window_box);
+        self.share.iter_mut().zip(dy).for_each(|(s, &g)| *s = mean(g, count));
+        geo.window.for_each_in_box(window_box, |i| {
+            dx[i * channels..(i + 1) * channels].iter_mut().zip(&self.share).for_each(|(d, &s)| *d += s);
+        });
     }
 }
 
@@ -630,6 +667,21 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unsupported);
+
+        // A window of more positions than a u32 counts is refused before any data is read
+        // (the one-element buffers stand in for the 4.9e9 elements the shape describes).
+        let huge = Case::new(PoolMode::Max, Layout::ChannelsLast, &[70_000, 70_000], &[70_000, 70_000]).single();
+        let one = CpuStorage::zeros(DType::F32, 1);
+        let mut dx_one = CpuStorage::zeros(DType::F32, 1);
+        let e = pool_backward(
+            Tensor { data: &one, shape: &huge.x_shape() },
+            Tensor { data: &one, shape: &huge.y_shape() },
+            TensorMut { data: &mut dx_one, shape: &huge.x_shape() },
+            &huge.params(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert!(e.message.contains("covers 4900000000 positions"), "{e}");
     }
 
     #[test]
