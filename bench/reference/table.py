@@ -8,7 +8,8 @@
 `render` prints a Markdown table, one row per (workload, ordering, threads), one column per
 side: ours (`cpu`, `blas`) and each reference, each cell the median time of one call and its
 rate; the last column is the best reference's median time over our `cpu` backend's (above 1:
-ours is faster) and names that reference. A side with no row for a case shows "-".
+ours is faster) and names that reference. A side with no row for a case shows "-"; a side with
+several (compare.sh --rounds) shows its fastest median.
 
 `ratio` compares one of our backends with one reference, e.g. the JSON lines of
 `keras-cli bench --backend cuda --json` and of `bench.py --framework torch --json`, in one
@@ -85,6 +86,14 @@ def header_of(column, rows):
     return column
 
 
+def faster(row, other):
+    """Whether `row`'s median is below `other`'s (a missing or non-finite one never is)."""
+    t, u = row.get("median_s"), other.get("median_s")
+    if t is None or not math.isfinite(t):
+        return False
+    return u is None or not math.isfinite(u) or t < u
+
+
 def render(path, notes_path, md_path, title):
     rows = []
     with open(path) as f:
@@ -98,10 +107,13 @@ def render(path, notes_path, md_path, title):
     # `--backend all` found is shown, not used as a reference.
     extra_references = sorted({r["tag"] for r in rows if r.get("tag")} - set(columns))
     columns += extra
+    # With several rounds (compare.sh --rounds), a cell is its side's fastest median of them.
     cells = {}
     for row in rows:
         threads = row.get("pinned_threads", row.get("threads"))
-        cells[(row["workload"], row.get("ordering"), threads, column_of(row))] = row
+        key = (row["workload"], row.get("ordering"), threads, column_of(row))
+        if key not in cells or faster(row, cells[key]):
+            cells[key] = row
     keys = sorted(
         {(w, o, t) for (w, o, t, _) in cells},
         key=lambda k: (k[2] if k[2] is not None else 0, WORKLOADS.index(k[0]) if k[0] in WORKLOADS else 99,
@@ -164,7 +176,7 @@ def render(path, notes_path, md_path, title):
         out.append("")
         for (c, text), cases in row_notes.items():
             out.append(f"* {headers[c]} {', '.join(cases)}: {text}")
-    memory = [r for r in rows if r.get("peak_over_live_set") is not None]
+    memory = [r for r in cells.values() if r.get("peak_over_live_set") is not None]
     if memory:
         out.append("")
         out.append("Memory over a long run (train-memory: the MLP step, RSS in MiB):")
@@ -182,7 +194,8 @@ def render(path, notes_path, md_path, title):
     if notes_path:
         try:
             with open(notes_path) as f:
-                notes = [n.rstrip() for n in f if n.strip()]
+                # Each round repeats the run's notes: print each once.
+                notes = list(dict.fromkeys(n.rstrip() for n in f if n.strip()))
         except OSError:
             notes = []
         if notes:
