@@ -1163,7 +1163,8 @@ mod tests {
         cases.extend([
             // valid; a window wider than the image; taller and wider than the tiles' 3×3 taps;
             // padding beyond the window (the data gradient falls back); 1-d; a strided column
-            // and a pointwise kernel (both GEMM); rows too narrow for the direct path.
+            // and a pointwise kernel (both GEMM); rows narrower than a vector, down to one
+            // pixel (the filter gradient of the narrowest on GEMM).
             Case::new(CF, &[12, 18], &[3, 3]).channels(2, 32, 1).batch(3),
             Case::new(CF, &[3, 9], &[5, 12]).channels(3, 20, 1).pad(&[2, 2], &[2, 5]),
             Case::new(CF, &[11, 40], &[7, 5]).channels(4, 9, 1).pad(&[3, 2], &[3, 2]),
@@ -1172,6 +1173,10 @@ mod tests {
             Case::new(CF, &[9, 30], &[3, 3]).channels(6, 7, 1).strides(&[1, 2]).pad(&[1, 1], &[1, 1]),
             Case::new(CF, &[5, 30], &[1, 1]).channels(20, 33, 1),
             Case::new(CF, &[9, 6], &[3, 3]).channels(6, 7, 1).pad(&[1, 1], &[1, 1]),
+            Case::new(CF, &[6, 4], &[3, 3]).channels(5, 19, 1).batch(2).pad(&[1, 1], &[1, 1]),
+            Case::new(CF, &[5, 3], &[3, 2]).channels(17, 3, 1).pad(&[1, 0], &[1, 1]),
+            Case::new(CF, &[4, 1], &[3, 3]).channels(8, 16, 1).batch(3).pad(&[1, 1], &[1, 1]),
+            Case::new(CF, &[7, 5], &[2, 2]).channels(3, 33, 1).strides(&[2, 1]),
         ]);
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -1195,8 +1200,8 @@ mod tests {
         assert!(geometry(&Case::new(Layout::ChannelsLast, &[3, 3, 3], &[2, 2, 2])).direct().is_none());
         let first = Case { layout: Layout::ChannelsFirst, ..plain.clone() };
         assert!(matches!(geometry(&first).direct(), Some(Direct::First(_))) == avx512);
-        // Rows of at least MIN_WIDTH pixels run direct; narrower ones, a pointwise kernel, and
-        // the data gradient of a row stride stay on GEMM.
+        // Every row width runs direct, but the filter gradient of rows narrower than
+        // MIN_FILTER_WIDTH, a pointwise kernel and the data gradient of a row stride stay on GEMM.
         let takes = |case: Case| match geometry(&case).direct() {
             Some(Direct::First(d)) => [d.takes_forward(), d.takes_backward_data(), d.takes_backward_filter()],
             _ => [false; 3],
@@ -1204,7 +1209,11 @@ mod tests {
         let wide = Case::new(Layout::ChannelsFirst, &[9, 11], &[3, 3]).pad(&[1, 1], &[1, 1]);
         assert_eq!(takes(wide.clone()), [avx512; 3]);
         assert_eq!(takes(wide.clone().strides(&[2, 1])), [avx512, false, avx512]);
-        assert_eq!(takes(Case::new(Layout::ChannelsFirst, &[9, 7], &[3, 3]).pad(&[1, 1], &[1, 1])), [false; 3]);
+        assert_eq!(takes(Case::new(Layout::ChannelsFirst, &[9, 5], &[3, 3]).pad(&[1, 1], &[1, 1])), [avx512; 3]);
+        assert_eq!(
+            takes(Case::new(Layout::ChannelsFirst, &[9, 4], &[3, 3]).pad(&[1, 1], &[1, 1])),
+            [avx512, avx512, false]
+        );
         assert_eq!(takes(Case::new(Layout::ChannelsFirst, &[9, 11], &[1, 1])), [false; 3]);
         assert!(geometry(&first.clone().strides(&[1, 2])).direct().is_none());
         assert!(geometry(&first.clone().dilation(&[2, 1])).direct().is_none());

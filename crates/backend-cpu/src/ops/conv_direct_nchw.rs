@@ -25,8 +25,9 @@
 //!   tile keeps its shape. Each batch element is first copied to cache-line aligned scratch.
 //!
 //! Everything else (f64, ChannelsLast, 3-D, dilation, groups, column strides, a pointwise
-//! kernel, CPUs without AVX-512, rows narrower than 8 pixels (`MIN_WIDTH`), the data
-//! gradient of a strided convolution) stays on the GEMM path in [`conv`](super::conv).
+//! kernel, CPUs without AVX-512, the filter gradient of rows narrower than 5 pixels
+//! (`MIN_FILTER_WIDTH`), the data gradient of a strided convolution) stays on the GEMM path
+//! in [`conv`](super::conv).
 
 use std::ops::{Deref, Range};
 
@@ -42,9 +43,17 @@ use super::window::Window;
 /// Most vectors of 16 pixels one forward tile covers.
 const MAX_NV: usize = 4;
 
-/// Fewest output pixels per row for which the direct kernels run: narrower rows leave most
-/// of the 16 lanes idle (a threshold by that count, not measured against the GEMM path).
-const MIN_WIDTH: usize = 8;
+/// Fewest output pixels per row for which the direct filter gradient runs; the forward pass
+/// and the data gradient run direct at every width.
+///
+/// Measured against the GEMM path (an ignored timing test, not kept: 32 square images,
+/// 64→64 channels, 3×3, `same`, one thread, best of 25 calls): the filter gradient's
+/// per-image set-up (aligned copies, the tap table) costs about 8 ms whatever the width, so at
+/// width 4 it took 9.8 ms against GEMM's 7.7, at width 5 10.4 against 12.4, at width 8 11.8
+/// against 32.6. Forward: 0.21 against 0.36 ms at width 1, 1.0 against 6.5 at width 4, 2.3
+/// against 28.4 at width 8 (the data gradient alike): narrow rows idle lanes, but the GEMM
+/// path's im2col costs more.
+const MIN_FILTER_WIDTH: usize = 5;
 
 /// Output channels per forward tile for `nv` vectors of pixels: as many accumulators as fit
 /// in the 32 zmm registers next to the `nv` input vectors and a broadcast.
@@ -143,23 +152,23 @@ impl NchwConv {
         true
     }
 
-    /// Whether [`forward`](Self::forward) runs here: rows wide enough to fill the lanes, and
-    /// more than a pointwise kernel (the GEMM path reads the input in place for those).
+    /// Whether [`forward`](Self::forward) runs here: more than a pointwise kernel (the GEMM
+    /// path reads the input in place for those).
     pub fn takes_forward(&self) -> bool {
-        self.wo >= MIN_WIDTH && !self.is_pointwise()
+        !self.is_pointwise()
     }
 
     /// Whether [`backward_data`](Self::backward_data) runs here: stride 1, padding before of
-    /// at most `k - 1` (the flipped convolution needs no negative padding), and input rows
-    /// (its output rows) wide enough to fill the lanes.
+    /// at most `k - 1` (the flipped convolution needs no negative padding), and more than a
+    /// pointwise kernel.
     pub fn takes_backward_data(&self) -> bool {
-        self.sh == 1 && self.pt < self.kh && self.pl < self.kw && self.w >= MIN_WIDTH && !self.is_pointwise()
+        self.sh == 1 && self.pt < self.kh && self.pl < self.kw && !self.is_pointwise()
     }
 
-    /// Whether [`backward_filter`](Self::backward_filter) runs here: output rows wide enough
-    /// to fill the lanes.
+    /// Whether [`backward_filter`](Self::backward_filter) runs here: output rows of at least
+    /// [`MIN_FILTER_WIDTH`] pixels, and more than a pointwise kernel.
     pub fn takes_backward_filter(&self) -> bool {
-        self.wo >= MIN_WIDTH && !self.is_pointwise()
+        self.wo >= MIN_FILTER_WIDTH && !self.is_pointwise()
     }
 
     fn is_pointwise(&self) -> bool {
