@@ -37,8 +37,10 @@ pub fn pool(x: Tensor<'_>, out: TensorMut<'_>, params: &PoolParams<'_>) -> Resul
 /// evenly over the window's in-bounds elements (Avg); overlapping windows add up.
 pub fn pool_backward(x: Tensor<'_>, dy: Tensor<'_>, dx: TensorMut<'_>, params: &PoolParams<'_>) -> Result<()> {
     let geo = PoolGeometry::from(CheckedPool::backward(x.shape, dy.shape, dx.shape, params)?);
-    // ChannelScratch numbers the positions of one window in u32.
-    let window_positions = geo.window.window.iter().product::<usize>().min(geo.window.input_len());
+    // ChannelScratch numbers the positions of one window in u32. A window's extents may
+    // multiply past usize (padding can make it far larger than the input): checked.
+    let window_size = geo.window.window.iter().try_fold(1usize, |n, &w| n.checked_mul(w)).unwrap_or(usize::MAX);
+    let window_positions = window_size.min(geo.window.input_len());
     if u32::try_from(window_positions).is_err() {
         return Err(BackendError::invalid(format!(
             "pool_backward: a window over `x` of shape {:?} covers {window_positions} positions, beyond this backend's limit of {}",
@@ -545,6 +547,21 @@ mod tests {
             let dx = case.backward(&x, &dy, DType::F64);
             let (a, b) = (dot(&y, &dy), dot(&x, &dx));
             assert!((a - b).abs() < 1e-12 * (1.0 + a.abs()), "{case:?}: {a} vs {b}");
+        }
+    }
+
+    /// A window whose extents multiply past `usize` over a one-pixel input (the padding
+    /// makes room for it): one in-bounds position, so both passes just copy it.
+    #[test]
+    fn window_larger_than_usize_positions_over_one_pixel() {
+        let huge = 1usize << 33;
+        for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+            let case = Case::new(PoolMode::Max, layout, &[1, 1], &[huge, huge])
+                .pad(&[huge / 2, huge / 2], &[huge / 2 - 1, huge / 2 - 1])
+                .single();
+            assert_eq!(case.y_shape(), vec![1, 1, 1, 1]);
+            assert_eq!(case.forward(&[2.5], DType::F32), vec![2.5]);
+            assert_eq!(case.backward(&[2.5], &[4.0], DType::F32), vec![4.0]);
         }
     }
 
