@@ -37,7 +37,7 @@ pub fn pool(x: Tensor<'_>, out: TensorMut<'_>, params: &PoolParams<'_>) -> Resul
 /// evenly over the window's in-bounds elements (Avg); overlapping windows add up.
 pub fn pool_backward(x: Tensor<'_>, dy: Tensor<'_>, dx: TensorMut<'_>, params: &PoolParams<'_>) -> Result<()> {
     let geo = PoolGeometry::from(CheckedPool::backward(x.shape, dy.shape, dx.shape, params)?);
-    // ChannelScratch numbers the positions of one window in u32. A window's extents may
+    // RouteGradient numbers the positions of one window in u32. A window's extents may
     // multiply past usize (padding can make it far larger than the input): checked.
     let window_size = geo.window.window.iter().try_fold(1usize, |n, &w| n.checked_mul(w)).unwrap_or(usize::MAX);
     let window_positions = window_size.min(geo.window.input_len());
@@ -138,7 +138,8 @@ fn pool_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [T]
                             let row = t * rows_per_task + r;
                             let (b, p) = (row / out_len, row % out_len);
                             let x_b = &x[b * in_len * channels..(b + 1) * in_len * channels];
-                            pool_channels(geo, mode, x_b, p, y);
+                            let window_box = geo.window_box(p);
+                            for_each_chunk(channels, &mut PoolPosition { geo, mode, window_box, x: x_b, y });
                         }
                     },
                 )
@@ -148,27 +149,86 @@ fn pool_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [T]
     }
 }
 
-/// One output position `p` of a ChannelsLast pooling: `y` (its channel vector) is reduced
-/// over the window's positions of the batch element `x_b`, a channel-contiguous loop.
+/// Channels one pass of the ChannelsLast loops keeps in registers: one zmm of `f32`.
+const LANES: usize = 16;
+
+/// A ChannelsLast loop over one window, run on `N` channels from `c0` on: the channel
+/// vector is cut into chunks of fixed length so that each chunk's working values are local
+/// arrays, which stay in registers. Working through `Vec`s of channels instead made every
+/// window position reload what the previous one had just stored; on the CNN's 32 channels
+/// those store-to-load stalls were most of the time.
+trait ChannelChunk {
+    fn run<const N: usize>(&mut self, c0: usize);
+}
+
+/// Runs `chunk` over `channels` channels: chunks of `4·LANES`, then `LANES`, then single
+/// channels.
 #[inline(always)]
-fn pool_channels<T: Float>(geo: &PoolGeometry, mode: PoolMode, x_b: &[T], p: usize, y: &mut [T]) {
-    let channels = y.len();
-    let window_box = geo.window_box(p);
-    y.fill(T::ZERO);
-    let mut first = true;
-    geo.window.for_each_in_box(window_box, |i| {
-        let x = &x_b[i * channels..(i + 1) * channels];
-        match mode {
-            _ if first => y.copy_from_slice(x),
-            // A select, not a conditional store, so that the loop vectorises.
-            PoolMode::Max => y.iter_mut().zip(x).for_each(|(y, &v)| *y = if beats(v, *y) { v } else { *y }),
-            PoolMode::Avg => y.iter_mut().zip(x).for_each(|(y, &v)| *y += v),
+fn for_each_chunk(channels: usize, chunk: &mut impl ChannelChunk) {
+    let mut c0 = 0;
+    while c0 + 4 * LANES <= channels {
+        chunk.run::<{ 4 * LANES }>(c0);
+        c0 += 4 * LANES;
+    }
+    while c0 + LANES <= channels {
+        chunk.run::<LANES>(c0);
+        c0 += LANES;
+    }
+    for c in c0..channels {
+        chunk.run::<1>(c);
+    }
+}
+
+/// The `N` channels from `c0` on of channel vector `i` of `data` (`channels` per vector).
+#[inline(always)]
+fn lanes<T, const N: usize>(data: &[T], channels: usize, i: usize, c0: usize) -> &[T; N] {
+    data[i * channels + c0..][..N].try_into().expect("a slice of N elements")
+}
+
+/// Mutable [`lanes`].
+#[inline(always)]
+fn lanes_mut<T, const N: usize>(data: &mut [T], channels: usize, i: usize, c0: usize) -> &mut [T; N] {
+    (&mut data[i * channels + c0..][..N]).try_into().expect("a slice of N elements")
+}
+
+/// One output position of a ChannelsLast pooling: `y` (its channel vector) gets the max or
+/// mean over the window's positions of the batch element `x`.
+struct PoolPosition<'a, T> {
+    geo: &'a PoolGeometry,
+    mode: PoolMode,
+    window_box: [&'a Range<usize>; 3],
+    x: &'a [T],
+    y: &'a mut [T],
+}
+
+impl<T: Float> ChannelChunk for PoolPosition<'_, T> {
+    #[inline(always)]
+    fn run<const N: usize>(&mut self, c0: usize) {
+        let channels = self.y.len();
+        let mut acc = [T::ZERO; N];
+        let mut first = true;
+        self.geo.window.for_each_in_box(
+            self.window_box,
+            #[inline(always)]
+            |i| {
+                let x = lanes::<T, N>(self.x, channels, i, c0);
+                for (a, &v) in acc.iter_mut().zip(x) {
+                    *a = match self.mode {
+                        _ if first => v,
+                        // A select, not a conditional store, so that the loop vectorises.
+                        PoolMode::Max if beats(v, *a) => v,
+                        PoolMode::Max => *a,
+                        PoolMode::Avg => *a + v,
+                    };
+                }
+                first = false;
+            },
+        );
+        if self.mode == PoolMode::Avg {
+            let count = PoolGeometry::count(self.window_box);
+            acc.iter_mut().for_each(|a| *a = mean(*a, count));
         }
-        first = false;
-    });
-    if mode == PoolMode::Avg {
-        let count = PoolGeometry::count(window_box);
-        y.iter_mut().for_each(|y| *y = mean(*y, count));
+        *lanes_mut::<T, N>(self.y, channels, 0, c0) = acc;
     }
 }
 
@@ -216,13 +276,9 @@ fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy
                     vectorized(
                         #[inline(always)]
                         || {
-                            let mut scratch = ChannelScratch::new(channels);
                             for (p, dy) in dy.chunks(channels).enumerate() {
                                 let window_box = geo.window_box(p);
-                                match mode {
-                                    PoolMode::Max => scratch.route_max(geo, window_box, x, dy, dx),
-                                    PoolMode::Avg => scratch.spread_mean(geo, window_box, dy, dx),
-                                }
+                                for_each_chunk(channels, &mut RouteGradient { geo, mode, window_box, x, dy, dx });
                             }
                         },
                     )
@@ -231,62 +287,68 @@ fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy
     }
 }
 
-/// Per-channel working vectors of a ChannelsLast backward pass over one batch element.
-struct ChannelScratch<T> {
-    /// The best value of the window so far, per channel.
-    best: Vec<T>,
-    /// Where that value is: the ordinal of its position in the window walk. A `u32`, not a
-    /// flat index, so that it fills the same vector lanes as an `f32` and the routing loop
-    /// below is a plain compare-and-select over channels rather than a scatter.
-    at: Vec<u32>,
-    /// A mean's share of the gradient, per channel.
-    share: Vec<T>,
+/// One output position of a ChannelsLast pooling's backward pass: `dy` (its channel vector)
+/// is added to the first maximum of each channel over the window (Max) or spread evenly over
+/// the window's positions (Avg), in the batch element's `dx`.
+struct RouteGradient<'a, T> {
+    geo: &'a PoolGeometry,
+    mode: PoolMode,
+    window_box: [&'a Range<usize>; 3],
+    x: &'a [T],
+    dy: &'a [T],
+    dx: &'a mut [T],
 }
 
-impl<T: Float> ChannelScratch<T> {
-    fn new(channels: usize) -> ChannelScratch<T> {
-        ChannelScratch { best: vec![T::ZERO; channels], at: vec![0; channels], share: vec![T::ZERO; channels] }
-    }
-
-    /// Adds `dy` (one output position's channel vector) to the first maximum of each
-    /// channel over `window_box`.
+impl<T: Float> ChannelChunk for RouteGradient<'_, T> {
     #[inline(always)]
-    fn route_max(&mut self, geo: &PoolGeometry, window_box: [&Range<usize>; 3], x: &[T], dy: &[T], dx: &mut [T]) {
-        let channels = dy.len();
-        let mut k = 0u32;
-        geo.window.for_each_in_box(window_box, |i| {
-            let x = &x[i * channels..(i + 1) * channels];
-            if k == 0 {
-                self.best.copy_from_slice(x);
-                self.at.fill(0);
-            } else {
-                for ((b, a), &v) in self.best.iter_mut().zip(self.at.iter_mut()).zip(x) {
-                    // Selects, not conditional stores: the loop vectorises.
-                    let wins = beats(v, *b);
-                    *b = if wins { v } else { *b };
-                    *a = if wins { k } else { *a };
-                }
+    fn run<const N: usize>(&mut self, c0: usize) {
+        let (channels, window) = (self.dy.len(), &self.geo.window);
+        let g = *lanes::<T, N>(self.dy, channels, 0, c0);
+        match self.mode {
+            PoolMode::Max => {
+                // The max's position as the ordinal of the window walk: a `u32` fills the same
+                // vector lanes as an `f32`, so that routing below is a compare-and-select
+                // rather than a scatter.
+                let (mut best, mut at, mut k) = ([T::ZERO; N], [0u32; N], 0u32);
+                window.for_each_in_box(
+                    self.window_box,
+                    #[inline(always)]
+                    |i| {
+                        let x = lanes::<T, N>(self.x, channels, i, c0);
+                        for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(x) {
+                            let wins = (k == 0) | beats(v, *b);
+                            *b = if wins { v } else { *b };
+                            *a = if wins { k } else { *a };
+                        }
+                        k += 1;
+                    },
+                );
+                let mut k = 0u32;
+                window.for_each_in_box(
+                    self.window_box,
+                    #[inline(always)]
+                    |i| {
+                        let d = lanes_mut::<T, N>(self.dx, channels, i, c0);
+                        for ((d, &a), &g) in d.iter_mut().zip(&at).zip(&g) {
+                            *d = if a == k { *d + g } else { *d };
+                        }
+                        k += 1;
+                    },
+                );
             }
-            k += 1;
-        });
-        let mut k = 0u32;
-        geo.window.for_each_in_box(window_box, |i| {
-            for ((d, &a), &g) in dx[i * channels..(i + 1) * channels].iter_mut().zip(&self.at).zip(dy) {
-                *d = if a == k { *d + g } else { *d };
+            PoolMode::Avg => {
+                let count = PoolGeometry::count(self.window_box);
+                let share = g.map(|g| mean(g, count));
+                window.for_each_in_box(
+                    self.window_box,
+                    #[inline(always)]
+                    |i| {
+                        let d = lanes_mut::<T, N>(self.dx, channels, i, c0);
+                        d.iter_mut().zip(&share).for_each(|(d, &s)| *d += s);
+                    },
+                );
             }
-            k += 1;
-        });
-    }
-
-    /// Spreads `dy` evenly over the in-bounds positions of `window_box`.
-    #[inline(always)]
-    fn spread_mean(&mut self, geo: &PoolGeometry, window_box: [&Range<usize>; 3], dy: &[T], dx: &mut [T]) {
-        let channels = dy.len();
-        let count = PoolGeometry::count(window_box);
-        self.share.iter_mut().zip(dy).for_each(|(s, &g)| *s = mean(g, count));
-        geo.window.for_each_in_box(window_box, |i| {
-            dx[i * channels..(i + 1) * channels].iter_mut().zip(&self.share).for_each(|(d, &s)| *d += s);
-        });
+        }
     }
 }
 
@@ -352,6 +414,11 @@ mod tests {
 
         fn pad(mut self, before: &[usize], after: &[usize]) -> Case {
             (self.pad_before, self.pad_after) = (before.to_vec(), after.to_vec());
+            self
+        }
+
+        fn channels(mut self, channels: usize) -> Case {
+            self.channels = channels;
             self
         }
 
@@ -518,6 +585,10 @@ mod tests {
                 // more output positions (2·25·30) than one ChannelsLast task takes (4096 / 3
                 // channels): several tasks, the last one partial
                 Case::new(mode, CL, &[50, 60], &[2, 2]),
+                // ChannelsLast runs channels in chunks of 64, then 16, then one by one: 83 takes
+                // all three, 32 two chunks of 16; with overlapping windows and padding.
+                Case::new(mode, CL, &[5, 6], &[2, 2]).channels(83),
+                Case::new(mode, CL, &[6, 5], &[3, 3]).strides(&[2, 1]).pad(&[1, 1], &[1, 1]).channels(32),
             ]);
         }
         cases
