@@ -127,7 +127,7 @@ fn pool_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], y: &mut [T]
             );
         }
         Layout::ChannelsLast => {
-            // Each task takes a run of output positions ([`pool_channels`] each).
+            // Each task takes a run of output positions ([`PoolPosition`] each).
             let channels = geo.channels;
             let rows_per_task = (MIN_TASK_ELEMENTS / channels).max(1);
             let task = |(t, y_task): (usize, &mut [T])| {
