@@ -14,6 +14,7 @@ use super::element::{
     CHUNK, Element, Number, PAR_THRESHOLD, for_dtype, narrow_f16, view, view_mut, widen_f16, worth_splitting,
 };
 use super::{Tensor, TensorMut};
+use crate::simd::vectorized;
 use crate::{CpuStorage, Result, layout::StridedIndex};
 
 /// Columns per task in the column loop: the accumulators stay in L1.
@@ -287,12 +288,42 @@ fn fold_columns<T: Copy, R: Reducer<T>>(
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
 ) -> Vec<R::Acc> {
-    let mut acc = vec![r.init(); cols.len()];
-    for i in rows {
-        let row = &x[i * inner + cols.start..i * inner + cols.end];
-        acc.iter_mut().zip(row).for_each(|(a, &v)| *a = r.step(*a, v));
+    // The narrow outputs of bias gradients (16 to 64 channels) fold in a fixed-size local
+    // array, which stays in registers; a `Vec` of accumulators is reloaded for every row.
+    match cols.len() {
+        16 => fold_fixed_columns::<T, R, 16>(r, x, inner, rows, cols.start),
+        32 => fold_fixed_columns::<T, R, 32>(r, x, inner, rows, cols.start),
+        64 => fold_fixed_columns::<T, R, 64>(r, x, inner, rows, cols.start),
+        _ => {
+            let mut acc = vec![r.init(); cols.len()];
+            for i in rows {
+                let row = &x[i * inner + cols.start..i * inner + cols.end];
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a = r.step(*a, v));
+            }
+            acc
+        }
     }
-    acc
+}
+
+/// [`fold_columns`] over the `W` columns from `start` on.
+fn fold_fixed_columns<T: Copy, R: Reducer<T>, const W: usize>(
+    r: &R,
+    x: &[T],
+    inner: usize,
+    rows: std::ops::Range<usize>,
+    start: usize,
+) -> Vec<R::Acc> {
+    vectorized(
+        #[inline(always)]
+        || {
+            let mut acc = [r.init(); W];
+            for i in rows {
+                let row = &x[i * inner + start..][..W];
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a = r.step(*a, v));
+            }
+            acc.to_vec()
+        },
+    )
 }
 
 fn reduce_columns<T: Copy + Send + Sync, R: Reducer<T>>(r: &R, x: &[T], n: usize, inner: usize, out: &mut [T]) {
@@ -486,6 +517,46 @@ mod tests {
     fn lcg(state: &mut u64) -> u64 {
         *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         *state >> 33
+    }
+
+    /// Leading axes reduced, the last kept, at the widths that fold in fixed-size arrays
+    /// (16, 32, 64) and one that does not (33), in f32, f64 and i64.
+    #[test]
+    fn bias_gradient_widths_match_the_naive_reference() {
+        let mut state = 7;
+        for inner in [16, 32, 33, 64] {
+            for rows in [1, 5, 300] {
+                let shape = [rows, 2, inner];
+                let len = rows * 2 * inner;
+                let data: Vec<f64> = (0..len).map(|_| (lcg(&mut state) % 11) as f64 / 4.0 - 1.0).collect();
+                for op in [ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::Mean] {
+                    let want = naive(op, &data, &shape, &[0, 1]);
+                    let f32s = CpuStorage::F32(data.iter().map(|&v| v as f32).collect());
+                    let ints = CpuStorage::I64(data.iter().map(|&v| (v * 4.0) as i64).collect());
+                    // Integer means truncate.
+                    let int_want: Vec<f64> =
+                        naive(op, &data.iter().map(|&v| (v * 4.0) as i64 as f64).collect::<Vec<_>>(), &shape, &[0, 1])
+                            .into_iter()
+                            .map(|w| if op == ReduceOp::Mean { w.trunc() } else { w })
+                            .collect();
+                    let mut inputs = vec![(CpuStorage::F64(data.clone()), &want)];
+                    // Products of hundreds of factors leave f32's and i64's range.
+                    if op != ReduceOp::Prod {
+                        inputs.extend([(f32s, &want), (ints, &int_want)]);
+                    }
+                    for (x, want) in inputs {
+                        let got = f64s(&run_reduce(op, &x, &shape, &[0, 1], false));
+                        for (g, w) in got.iter().zip(want) {
+                            assert!(
+                                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                                "{op:?} {:?} {shape:?}: {g} vs {w}",
+                                x.dtype()
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
