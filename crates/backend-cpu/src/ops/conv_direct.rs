@@ -17,7 +17,8 @@
 //!   `k - 1 - pad_before` before.
 //! * Filter gradient ([`DirectConv::backward_filter`]): the same reduction rows, now as the
 //!   tile's rows: a tile of up to `max_rows` consecutive rows `j` × 64 output channels of
-//!   `dkernel[kh]` accumulates, over the pixels of one output row, `x[pixel, j] · dy[pixel]`.
+//!   `dkernel[kh]` accumulates `x[pixel, j] · dy[pixel]` over the pixels of several output
+//!   rows (up to `TILE_PIXELS`) before it stores.
 //!
 //! Output channels beyond a multiple of 16 use masked loads and stores. ChannelsFirst data
 //! has its own kernels in [`conv_direct_nchw`](super::conv_direct_nchw). Everything else
@@ -41,6 +42,11 @@ const BLOCK: usize = 64;
 /// Output rows per forward rayon task on a pool of several threads: enough work to amortise
 /// a task, many tasks to balance the cores.
 const ROWS_PER_TASK: usize = 4;
+
+/// Pixels (whole output rows, at least one) a filter-gradient tile sums over before it
+/// stores its accumulators: 64 channels of `dy` for 128 pixels are 32 KiB, which stay in L1
+/// while every block of kernel rows reads them.
+const TILE_PIXELS: usize = 128;
 
 /// Fewest output channels (the vector lanes of a tile) for which the direct kernels beat the
 /// GEMM path.
@@ -254,9 +260,7 @@ impl DirectConv {
             return false;
         }
         sum_over_batch(self.batch, (x, x_len), (dy, y_len), dkernel, |x_b, dy_b, dk, _| {
-            for oy in 0..self.ho {
-                self.filter_row(x_b, &dy_b[oy * self.wo * self.cout..][..self.wo * self.cout], oy, dk);
-            }
+            self.filter_image(x_b, dy_b, dk)
         });
         true
     }
@@ -289,12 +293,9 @@ impl DirectConv {
         })
     }
 
-    /// The output columns whose kernel column `c` reads inside the image:
-    /// `pl ≤ ox·sw + c < pl + w`.
+    /// The output columns whose kernel column `c` reads inside the image.
     fn valid_columns(&self, c: usize) -> Range<usize> {
-        let lo = self.pl.saturating_sub(c).div_ceil(self.sw);
-        let hi = (self.pl + self.w).saturating_sub(c).div_ceil(self.sw).min(self.wo);
-        lo.min(hi)..hi
+        outputs_reading(c, self.pl, self.w, self.sw, self.wo)
     }
 
     /// One output row `oy` of one batch element: `y_row` is `wo × cout`.
@@ -356,13 +357,22 @@ impl DirectConv {
         }
     }
 
-    /// Adds output row `oy`'s contribution (`dy_row`, `wo × cout`) to `dk`.
-    fn filter_row(&self, x_b: &[f32], dy_row: &[f32], oy: usize, dk: &mut [f32]) {
+    /// Adds one batch element's filter gradient to `dk`. For each kernel row, every output
+    /// row that reads inside the image joins one tile, so that a tile's accumulators stay in
+    /// registers over the whole image rather than one output row (on the CNN's 11-pixel rows
+    /// the per-row tiles spent more time loading and storing `dk` than multiplying).
+    fn filter_image(&self, x_b: &[f32], dy_b: &[f32], dk: &mut [f32]) {
         let (cin, cout) = (self.cin, self.cout);
         let rows = self.kw * cin;
         let step = self.sw * cin;
-        for (r, iy) in self.valid_rows(oy) {
-            let line = iy * self.w * cin;
+        let lines_per_tile = (TILE_PIXELS / self.wo).max(1);
+        for (r, oys) in (0..self.kh).flat_map(|r| {
+            split(outputs_reading(r, self.pt, self.h, self.sh, self.ho), lines_per_tile).map(move |oys| (r, oys))
+        }) {
+            // The input row of the first output row: `oys` starts inside the image.
+            let first_line = (oys.start * self.sh + r - self.pt) * self.w * cin;
+            let lines = Lines { count: oys.len(), x: self.sh * self.w * cin, dy: self.wo * cout };
+            let dy_rows = &dy_b[oys.start * self.wo * cout..];
             for co in (0..cout).step_by(BLOCK) {
                 let width = (cout - co).min(BLOCK);
                 let nv = width.div_ceil(16);
@@ -373,17 +383,17 @@ impl DirectConv {
                     let (a, b) = (self.valid_columns(first), self.valid_columns(last));
                     let common = a.start..b.end.max(a.start);
                     let dk_at = (r * rows + block.start) * cout + co;
-                    let x_at = |ox: usize, j: usize| line + ox * step + j - self.pl * cin;
+                    let x_at = |ox: usize, j: usize| first_line + ox * step + j - self.pl * cin;
+                    let pixels = |columns: &Range<usize>| Pixels { count: columns.len(), step, lines };
                     if !common.is_empty() {
                         filter_tile(
                             block.len(),
                             nv,
                             x_b,
                             x_at(common.start, block.start),
-                            step,
-                            &dy_row[common.start * cout + co..],
+                            &dy_rows[common.start * cout + co..],
                             cout,
-                            common.len(),
+                            pixels(&common),
                             &mut dk[dk_at..],
                             width,
                         );
@@ -400,10 +410,9 @@ impl DirectConv {
                                     nv,
                                     x_b,
                                     x_at(part.start, js.start),
-                                    step,
-                                    &dy_row[part.start * cout + co..],
+                                    &dy_rows[part.start * cout + co..],
                                     cout,
-                                    part.len(),
+                                    pixels(&part),
                                     &mut dk[(r * rows + js.start) * cout + co..],
                                     width,
                                 );
@@ -414,6 +423,14 @@ impl DirectConv {
             }
         }
     }
+}
+
+/// The outputs `o < outputs` whose window tap `tap` lies inside an axis of `len` positions
+/// padded `pad` before, windows `stride` apart: `pad ≤ o·stride + tap < pad + len`.
+fn outputs_reading(tap: usize, pad: usize, len: usize, stride: usize, outputs: usize) -> Range<usize> {
+    let lo = pad.saturating_sub(tap).div_ceil(stride);
+    let hi = (pad + len).saturating_sub(tap).div_ceil(stride).min(outputs);
+    lo.min(hi)..hi
 }
 
 /// Sets `dkernel` to the sum over the `batch` elements of `x` and `dy` (`x_len` and `y_len`
@@ -547,26 +564,45 @@ fn forward_tile(
     );
 }
 
+/// The pixels a filter tile sums over: `lines` runs (output rows) of `count` consecutive
+/// pixels, the pixels `step` input elements apart.
+#[derive(Clone, Copy, Debug)]
+struct Pixels {
+    count: usize,
+    step: usize,
+    lines: Lines,
+}
+
+/// `count` output rows, `x` input and `dy` gradient elements apart.
+#[derive(Clone, Copy, Debug)]
+struct Lines {
+    count: usize,
+    x: usize,
+    dy: usize,
+}
+
 /// Adds, to `rows` consecutive kernel-gradient rows × `width` channels of `dk` (rows `cout`
-/// apart), the sum over `pixels` pixels of `x[x_at + p·step + i]` (row i) × `dy[p·cout..]`.
+/// apart), the sum over `pixels` of `x[x_at + l·lines.x + p·step + i]` (row i) ×
+/// `dy[l·lines.dy + p·cout..]` for each line l and pixel p.
 #[allow(clippy::too_many_arguments)]
 fn filter_tile(
     rows: usize,
     nv: usize,
     x: &[f32],
     x_at: usize,
-    step: usize,
     dy: &[f32],
     cout: usize,
-    pixels: usize,
+    pixels: Pixels,
     dk: &mut [f32],
     width: usize,
 ) {
-    let fits = end_of(x_at, pixels, step, rows) <= x.len()
-        && end_of(0, pixels, cout, width) <= dy.len()
+    let Pixels { count, step, lines } = pixels;
+    let last_line = lines.count.saturating_sub(1);
+    let fits = end_of(x_at + last_line * lines.x, count, step, rows) <= x.len()
+        && end_of(last_line * lines.dy, count, cout, width) <= dy.len()
         && end_of(0, rows, cout, width) <= dk.len();
     debug_assert!(fits, "conv_direct: filter tile out of bounds");
-    if !fits || rows == 0 || pixels == 0 {
+    if !fits || rows == 0 || count == 0 || lines.count == 0 {
         return;
     }
     macro_rules! call {
@@ -574,11 +610,11 @@ fn filter_tile(
             match (nv, rows) {
                 $($(
                     // SAFETY: the CPU has AVX-512F and FMA (`DirectConv::new` checked); the
-                    // tile reads `x[x_at + p·step..][..rows]` and `dy[p·cout..][..width]` for
-                    // p < pixels and updates `dk[i·cout..][..width]` for i < rows: all inside
-                    // the slices (`fits`).
+                    // tile reads `x[x_at + l·lines.x + p·step..][..rows]` and
+                    // `dy[l·lines.dy + p·cout..][..width]` for l < lines.count, p < count, and
+                    // updates `dk[i·cout..][..width]` for i < rows: all inside the slices (`fits`).
                     ($nv, $r) => unsafe {
-                        filter_kernel::<$r, $nv>(x.as_ptr().add(x_at), step, dy.as_ptr(), cout, pixels, dk.as_mut_ptr(), masks::<$nv>(width))
+                        filter_kernel::<$r, $nv>(x.as_ptr().add(x_at), dy.as_ptr(), cout, pixels, dk.as_mut_ptr(), masks::<$nv>(width))
                     },
                 )*)*
                 _ => debug_assert!(false, "conv_direct: no filter kernel for {nv} vectors × {rows}"),
@@ -645,12 +681,12 @@ unsafe fn forward_kernel<const R: usize, const NV: usize>(
 }
 
 /// The filter-gradient register tile: `R` reduction rows × `NV` vectors of output channels,
-/// accumulated over `pixels` pixels and added to `dk`.
+/// accumulated over `pixels` and added to `dk`.
 ///
 /// # Safety
-/// The CPU supports AVX-512F and FMA; `x[p·step + i]` for p < pixels, i < R, and
-/// `dy[p·cout + l]` for the lanes l in `masks` are readable, and `dk[i·cout + l]` is readable
-/// and writable.
+/// The CPU supports AVX-512F and FMA; for l < pixels.lines.count and p < pixels.count,
+/// `x[l·lines.x + p·step + i]` for i < R and `dy[l·lines.dy + p·cout + l']` for the lanes l'
+/// in `masks` are readable, and `dk[i·cout + l']` is readable and writable.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 // The tile index also offsets the pointers; index loops over the const bounds read as the
@@ -658,10 +694,9 @@ unsafe fn forward_kernel<const R: usize, const NV: usize>(
 #[allow(clippy::needless_range_loop)]
 unsafe fn filter_kernel<const R: usize, const NV: usize>(
     x: *const f32,
-    step: usize,
     dy: *const f32,
     cout: usize,
-    pixels: usize,
+    pixels: Pixels,
     dk: *mut f32,
     masks: [u16; NV],
 ) {
@@ -673,20 +708,22 @@ unsafe fn filter_kernel<const R: usize, const NV: usize>(
                 acc[i][v] = _mm512_maskz_loadu_ps(masks[v], dk.add(i * cout + 16 * v));
             }
         }
-        let (mut xp, mut dp) = (x, dy);
-        for _ in 0..pixels {
-            let mut d = [_mm512_setzero_ps(); NV];
-            for v in 0..NV {
-                d[v] = _mm512_maskz_loadu_ps(masks[v], dp.add(16 * v));
-            }
-            for i in 0..R {
-                let b = _mm512_set1_ps(*xp.add(i));
+        for line in 0..pixels.lines.count {
+            let (mut xp, mut dp) = (x.add(line * pixels.lines.x), dy.add(line * pixels.lines.dy));
+            for _ in 0..pixels.count {
+                let mut d = [_mm512_setzero_ps(); NV];
                 for v in 0..NV {
-                    acc[i][v] = _mm512_fmadd_ps(b, d[v], acc[i][v]);
+                    d[v] = _mm512_maskz_loadu_ps(masks[v], dp.add(16 * v));
                 }
+                for i in 0..R {
+                    let b = _mm512_set1_ps(*xp.add(i));
+                    for v in 0..NV {
+                        acc[i][v] = _mm512_fmadd_ps(b, d[v], acc[i][v]);
+                    }
+                }
+                xp = xp.add(pixels.step);
+                dp = dp.add(cout);
             }
-            xp = xp.add(step);
-            dp = dp.add(cout);
         }
         for i in 0..R {
             for v in 0..NV {
