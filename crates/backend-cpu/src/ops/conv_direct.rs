@@ -11,7 +11,9 @@
 //!   output pixels of one output row × up to 64 output channels (4 zmm per pixel). For each
 //!   reduction row the tile loads the kernel row once and broadcasts each pixel's input
 //!   value: `R·NV` FMAs for `NV + R` loads, the accumulators never leave registers. Pixels
-//!   whose window crosses the left or right edge run as 1-pixel tiles with the run clipped.
+//!   whose window crosses the left or right edge run with the run clipped: down the edge
+//!   column, as one tile over the rows whose window is inside vertically (their runs differ
+//!   only by a whole input row), else as 1-pixel tiles.
 //! * Data gradient, stride 1 ([`DirectConv::backward_data`]): the forward convolution of
 //!   `dy` with the kernel flipped spatially and its channel axes swapped, padded
 //!   `k - 1 - pad_before` before.
@@ -39,8 +41,8 @@ use super::window::Window;
 /// Output channels one tile covers: 4 zmm vectors of 16 floats.
 const BLOCK: usize = 64;
 
-/// Output rows per forward rayon task on a pool of several threads: enough work to amortise
-/// a task, many tasks to balance the cores.
+/// Output rows of one image per forward task: enough work to amortise a rayon task, many
+/// tasks to balance the cores, and the most pixels an edge column's tile can span.
 const ROWS_PER_TASK: usize = 4;
 
 /// Pixels (whole output rows, at least one) a filter-gradient tile sums over before it
@@ -213,15 +215,18 @@ impl DirectConv {
         if x.len() != self.batch * x_len || y.len() != self.batch * y_len || kernel.len() != self.kernel_len() {
             return false;
         }
-        let row_len = self.wo * self.cout;
-        let one_row = |(r, y_row): (usize, &mut [f32])| {
-            let (b, oy) = (r / self.ho, r % self.ho);
-            self.forward_row(&x[b * x_len..(b + 1) * x_len], kernel, oy, y_row);
+        let block_len = ROWS_PER_TASK * self.wo * self.cout;
+        let one_block = |b: usize, k: usize, y_block: &mut [f32]| {
+            self.forward_rows(&x[b * x_len..(b + 1) * x_len], kernel, k * ROWS_PER_TASK, y_block);
         };
         if several_threads() {
-            y.par_chunks_mut(row_len).enumerate().with_min_len(ROWS_PER_TASK).for_each(one_row);
+            y.par_chunks_mut(y_len).enumerate().for_each(|(b, y_b)| {
+                y_b.par_chunks_mut(block_len).enumerate().for_each(|(k, y_block)| one_block(b, k, y_block));
+            });
         } else {
-            y.chunks_mut(row_len).enumerate().for_each(one_row);
+            for (b, y_b) in y.chunks_mut(y_len).enumerate() {
+                y_b.chunks_mut(block_len).enumerate().for_each(|(k, y_block)| one_block(b, k, y_block));
+            }
         }
         true
     }
@@ -298,28 +303,35 @@ impl DirectConv {
         outputs_reading(c, self.pl, self.w, self.sw, self.wo)
     }
 
-    /// One output row `oy` of one batch element: `y_row` is `wo × cout`.
+    /// Output rows `first..` of one batch element: `y_rows` is whole rows of `wo × cout`.
     ///
     /// Each tile sums the whole reduction (every kernel row, column and channel) in
     /// registers. The kernel rows of one 64-channel block are re-read from L2 by every tile;
     /// splitting the reduction into passes that keep them in L1 measured slower (the tiles
     /// then reload and store their accumulators once per pass).
-    fn forward_row(&self, x_b: &[f32], kernel: &[f32], oy: usize, y_row: &mut [f32]) {
+    fn forward_rows(&self, x_b: &[f32], kernel: &[f32], first: usize, y_rows: &mut [f32]) {
         let (cin, cout) = (self.cin, self.cout);
+        let row_len = self.wo * cout;
+        let rows = first..first + y_rows.len() / row_len;
         let reduction = self.kw * cin;
-        // Pixels whose whole window row is inside the image run in full tiles; the others
-        // (at most a few per edge) as 1-pixel tiles over the columns they read.
-        let interior = {
-            // Columns move left as the kernel column grows: the window is inside from the
-            // first column's start to the last column's end.
-            let (first, last) = (self.valid_columns(0), self.valid_columns(self.kw - 1));
-            first.start..last.end.max(first.start)
+        // Pixels whose whole window is inside the image run in full tiles along their row;
+        // the others (at most a few per edge) run with their runs clipped.
+        let interior = reading_every(0..self.kw, self.pl, self.w, self.sw, self.wo);
+        // Rows that read every kernel row: their edge pixels share one tile per column.
+        let full_rows = {
+            let full = reading_every(0..self.kh, self.pt, self.h, self.sh, self.ho);
+            full.start.clamp(rows.start, rows.end)..full.end.clamp(rows.start, rows.end)
         };
+        let edge_columns = (0..interior.start).chain(interior.end..self.wo);
+        let column_step = PixelStep { x: self.sw * cin, y: cout };
+        let row_step = PixelStep { x: self.sh * self.w * cin, y: row_len };
         let mut runs: Vec<Run> = Vec::with_capacity(self.kh);
         for co in (0..cout).step_by(BLOCK) {
             let width = (cout - co).min(BLOCK);
             let nv = width.div_ceil(16);
-            let edge = |ox: usize, runs: &mut Vec<Run>, y_row: &mut [f32]| {
+            // `pixels` pixels from (oy, ox) on, `step` apart, whose window reads the kernel
+            // columns of `ox` and the kernel rows of `oy`.
+            let mut edge = |oy: usize, ox: usize, pixels: usize, step: PixelStep, y_rows: &mut [f32]| {
                 let taps = self.columns_read(ox);
                 runs.clear();
                 if !taps.is_empty() {
@@ -332,27 +344,32 @@ impl DirectConv {
                         });
                     }
                 }
-                forward_tile(1, nv, x_b, 0, kernel, cout, runs, &mut y_row[ox * cout + co..], width);
+                let y_at = (oy - rows.start) * row_len + ox * cout + co;
+                forward_tile(pixels, nv, x_b, step, kernel, cout, &runs, &mut y_rows[y_at..], width);
             };
-            for ox in 0..interior.start {
-                edge(ox, &mut runs, y_row);
-            }
-            let step = self.sw * cin;
-            for tile in split(interior.clone(), max_rows(nv)) {
-                runs.clear();
-                for (r, iy) in self.valid_rows(oy) {
-                    runs.push(Run {
-                        // The tile lies in the interior: its first column read is in the row.
-                        x: (iy * self.w + tile.start * self.sw - self.pl) * cin,
-                        k: r * reduction * cout + co,
-                        len: reduction,
-                    });
+            for ox in edge_columns.clone() {
+                for tile in split(full_rows.clone(), max_rows(nv)) {
+                    edge(tile.start, ox, tile.len(), row_step, y_rows);
                 }
-                let y_tile = &mut y_row[tile.start * cout + co..];
-                forward_tile(tile.len(), nv, x_b, step, kernel, cout, &runs, y_tile, width);
+                for oy in rows.clone().filter(|oy| !full_rows.contains(oy)) {
+                    edge(oy, ox, 1, column_step, y_rows);
+                }
             }
-            for ox in interior.end..self.wo {
-                edge(ox, &mut runs, y_row);
+            for oy in rows.clone() {
+                let y_row = &mut y_rows[(oy - rows.start) * row_len..][..row_len];
+                for tile in split(interior.clone(), max_rows(nv)) {
+                    runs.clear();
+                    for (r, iy) in self.valid_rows(oy) {
+                        runs.push(Run {
+                            // The tile lies in the interior: its first column read is in the row.
+                            x: (iy * self.w + tile.start * self.sw - self.pl) * cin,
+                            k: r * reduction * cout + co,
+                            len: reduction,
+                        });
+                    }
+                    let y_tile = &mut y_row[tile.start * cout + co..];
+                    forward_tile(tile.len(), nv, x_b, column_step, kernel, cout, &runs, y_tile, width);
+                }
             }
         }
     }
@@ -377,11 +394,10 @@ impl DirectConv {
                 let width = (cout - co).min(BLOCK);
                 let nv = width.div_ceil(16);
                 for block in split(0..rows, max_rows(nv)) {
-                    // Rows j of one block read kernel columns first..=last; the pixels where all
-                    // of them are inside the image run as one tile, the others per kernel column.
-                    let (first, last) = (block.start / cin, (block.end - 1) / cin);
-                    let (a, b) = (self.valid_columns(first), self.valid_columns(last));
-                    let common = a.start..b.end.max(a.start);
+                    // Rows j of one block read kernel columns `taps`; the pixels where all of
+                    // them are inside the image run as one tile, the others per kernel column.
+                    let taps = block.start / cin..(block.end - 1) / cin + 1;
+                    let common = reading_every(taps.clone(), self.pl, self.w, self.sw, self.wo);
                     let dk_at = (r * rows + block.start) * cout + co;
                     let x_at = |ox: usize, j: usize| first_line + ox * step + j - self.pl * cin;
                     let pixels = |columns: &Range<usize>| Pixels { count: columns.len(), step, lines };
@@ -400,7 +416,7 @@ impl DirectConv {
                     }
                     // The rows of one kernel column share their edge pixels, so they run as one
                     // tile per column (not one per row: a 1-row tile pays the `dy` loads for one FMA each).
-                    for column in first..=last {
+                    for column in taps {
                         let js = block.start.max(column * cin)..block.end.min((column + 1) * cin);
                         let own = self.valid_columns(column);
                         for part in [own.start..common.start.min(own.end), common.end.max(own.start)..own.end] {
@@ -431,6 +447,15 @@ fn outputs_reading(tap: usize, pad: usize, len: usize, stride: usize, outputs: u
     let lo = pad.saturating_sub(tap).div_ceil(stride);
     let hi = (pad + len).saturating_sub(tap).div_ceil(stride).min(outputs);
     lo.min(hi)..hi
+}
+
+/// The outputs whose taps `taps` (not empty) all lie inside the axis (see
+/// [`outputs_reading`]). Outputs move left as the tap grows: the taps are inside from the
+/// first one's start to the last one's end.
+fn reading_every(taps: Range<usize>, pad: usize, len: usize, stride: usize, outputs: usize) -> Range<usize> {
+    let first = outputs_reading(taps.start, pad, len, stride, outputs);
+    let last = outputs_reading(taps.end - 1, pad, len, stride, outputs);
+    first.start..last.end.max(first.start)
 }
 
 /// Sets `dkernel` to the sum over the `batch` elements of `x` and `dy` (`x_len` and `y_len`
@@ -515,14 +540,22 @@ fn end_of(start: usize, rows: usize, stride: usize, width: usize) -> usize {
     if rows == 0 || width == 0 { start } else { start + (rows - 1) * stride + width }
 }
 
-/// Writes `tile` consecutive pixels (`step` input elements apart) × `width` output channels
-/// of `y` (pixels `cout` apart): the sum over `runs` of input × kernel rows.
+/// How far apart a forward tile's pixels are: `x` input and `y` output elements (one column
+/// along an output row, or one row down an edge column).
+#[derive(Clone, Copy, Debug)]
+struct PixelStep {
+    x: usize,
+    y: usize,
+}
+
+/// Writes `tile` pixels (`step` apart) × `width` output channels of `y`: the sum over `runs`
+/// of input × kernel rows.
 #[allow(clippy::too_many_arguments)]
 fn forward_tile(
     tile: usize,
     nv: usize,
     x: &[f32],
-    step: usize,
+    step: PixelStep,
     kernel: &[f32],
     cout: usize,
     runs: &[Run],
@@ -533,8 +566,8 @@ fn forward_tile(
     // leaves the tile unwritten (the tests compare against the GEMM path).
     let fits = runs
         .iter()
-        .all(|r| end_of(r.x, tile, step, r.len) <= x.len() && end_of(r.k, r.len, cout, width) <= kernel.len())
-        && end_of(0, tile, cout, width) <= y.len();
+        .all(|r| end_of(r.x, tile, step.x, r.len) <= x.len() && end_of(r.k, r.len, cout, width) <= kernel.len())
+        && end_of(0, tile, step.y, width) <= y.len();
     debug_assert!(fits, "conv_direct: tile out of bounds");
     if !fits || tile == 0 {
         return;
@@ -544,9 +577,9 @@ fn forward_tile(
             match (nv, tile) {
                 $($(
                     // SAFETY: the CPU has AVX-512F and FMA (`DirectConv::new` checked); every
-                    // run reads `x[run.x + p·step ..][..run.len]` for pixels p < tile and
+                    // run reads `x[run.x + p·step.x ..][..run.len]` for pixels p < tile and
                     // kernel rows `run.k + i·cout` for i < run.len, `width` wide, and the tile
-                    // writes `y[p·cout..][..width]`: all inside the slices (`fits`).
+                    // writes `y[p·step.y..][..width]`: all inside the slices (`fits`).
                     ($nv, $r) => unsafe {
                         forward_kernel::<$r, $nv>(x.as_ptr(), step, kernel.as_ptr(), cout, runs, y.as_mut_ptr(), masks::<$nv>(width))
                     },
@@ -633,9 +666,9 @@ fn filter_tile(
 /// The forward register tile: `R` pixels × `NV` vectors of output channels.
 ///
 /// # Safety
-/// The CPU supports AVX-512F and FMA; for every run, `x[run.x + p·step + i]` for p < R,
+/// The CPU supports AVX-512F and FMA; for every run, `x[run.x + p·step.x + i]` for p < R,
 /// i < run.len and `kernel[run.k + i·cout + l]` for the lanes l in `masks` are readable, and
-/// `y[p·cout + l]` is writable.
+/// `y[p·step.y + l]` is writable.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 // The tile index also offsets the pointers; index loops over the const bounds read as the
@@ -643,7 +676,7 @@ fn filter_tile(
 #[allow(clippy::needless_range_loop)]
 unsafe fn forward_kernel<const R: usize, const NV: usize>(
     x: *const f32,
-    step: usize,
+    step: PixelStep,
     kernel: *const f32,
     cout: usize,
     runs: &[Run],
@@ -662,7 +695,7 @@ unsafe fn forward_kernel<const R: usize, const NV: usize>(
                     k[v] = _mm512_maskz_loadu_ps(masks[v], kp.add(16 * v));
                 }
                 for p in 0..R {
-                    let b = _mm512_set1_ps(*xp.add(p * step));
+                    let b = _mm512_set1_ps(*xp.add(p * step.x));
                     for v in 0..NV {
                         acc[p][v] = _mm512_fmadd_ps(b, k[v], acc[p][v]);
                     }
@@ -675,7 +708,7 @@ unsafe fn forward_kernel<const R: usize, const NV: usize>(
     for p in 0..R {
         for v in 0..NV {
             // SAFETY: the caller guarantees the masked lanes of pixel p are writable.
-            unsafe { _mm512_mask_storeu_ps(y.add(p * cout + 16 * v), masks[v], acc[p][v]) };
+            unsafe { _mm512_mask_storeu_ps(y.add(p * step.y + 16 * v), masks[v], acc[p][v]) };
         }
     }
 }
