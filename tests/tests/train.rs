@@ -316,9 +316,9 @@ fn idx_training_files_alone_are_split_and_bad_files_are_named() {
 /// Both backends run plain SGD here, not the default Adam. Adam divides each update by the
 /// root of its gradient's running square, so a weight whose gradient is mostly rounding noise
 /// still moves by the full learning rate, in the direction the noise happens to point. Measured
-/// on this CNN, two epochs of Adam on the *same* `cpu` backend at 1 and at 2 threads (which only
-/// changes how the filter gradient's batch sum is split) end up to 0.034 apart in the weights,
-/// with a training accuracy two images apart. Compared under Adam, the backends would agree only
+/// on this CNN, two epochs of Adam on the *same* `cpu` backend at 1 and at 2 threads (which
+/// changes only how some sums are split into partial sums) end up to 0.034 apart in the
+/// weights, with a training accuracy two images apart. Compared under Adam, the backends would agree only
 /// by luck. Under SGD the same two runs agree to 2e-7, so the bounds below test the backends.
 #[test]
 fn cpu_and_blas_train_the_same_network_from_the_same_seed() {
