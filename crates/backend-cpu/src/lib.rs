@@ -11,7 +11,9 @@
 //!
 //! Kernels are generic over the element type, dispatched once per call on the storage's dtype;
 //! large element-wise and reduction work runs on rayon's pool (`RAYON_NUM_THREADS` sets its
-//! size); GEMM runs on the `gemm` crate, which picks AVX-512 kernels at run time.
+//! size). An f32 GEMM with at least 16 columns runs on the direct convolution's AVX-512
+//! register tiles where the CPU has them (a product is a 1×1 convolution); the others run on
+//! the `gemm` crate, which picks its kernels at run time.
 //!
 //! The GEMM is the one replaceable part: [`CpuBackend::with_gemm`] builds a backend whose
 //! matmul and convolution run on another [`GemmEngine`] (OpenBLAS, in `backend-blas`) while

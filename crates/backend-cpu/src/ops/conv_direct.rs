@@ -22,6 +22,10 @@
 //!   `dkernel[kh]` accumulates `x[pixel, j] · dy[pixel]` over the pixels of several output
 //!   rows (up to `TILE_PIXELS`) before it stores.
 //!
+//! The forward tile is also the f32 GEMM's ([`matmul`](super::matmul)): a product is a
+//! convolution with a 1×1 window, whose reduction rows may lie a column stride apart
+//! (`Run::x_step`).
+//!
 //! Output channels beyond a multiple of 16 use masked loads and stores. ChannelsFirst data
 //! has its own kernels in [`conv_direct_nchw`](super::conv_direct_nchw). Everything else
 //! (f64, 3-D, dilation, groups, CPUs without AVX-512, fewer than 16 output channels where the
@@ -39,7 +43,7 @@ use super::element::several_threads;
 use super::window::Window;
 
 /// Output channels one tile covers: 4 zmm vectors of 16 floats.
-const BLOCK: usize = 64;
+pub(super) const BLOCK: usize = 64;
 
 /// Output rows of one image per forward task: enough work to amortise a rayon task, many
 /// tasks to balance the cores, and the most pixels an edge column's tile can span.
@@ -52,11 +56,11 @@ const TILE_PIXELS: usize = 128;
 
 /// Fewest output channels (the vector lanes of a tile) for which the direct kernels beat the
 /// GEMM path.
-const MIN_LANES: usize = 16;
+pub(super) const MIN_LANES: usize = 16;
 
 /// Tile rows for `nv` vectors of output channels: as many accumulators as fit in the 32 zmm
 /// registers next to the `nv` kernel (or `dy`) vectors and one broadcast.
-const fn max_rows(nv: usize) -> usize {
+pub(super) const fn max_rows(nv: usize) -> usize {
     match nv {
         1 => 14,
         2 => 12,
@@ -339,6 +343,7 @@ impl DirectConv {
                         runs.push(Run {
                             // `taps` starts at the first column inside the image.
                             x: (iy * self.w + ox * self.sw + taps.start - self.pl) * cin,
+                            x_step: 1,
                             k: (r * reduction + taps.start * cin) * cout + co,
                             len: taps.len() * cin,
                         });
@@ -363,6 +368,7 @@ impl DirectConv {
                         runs.push(Run {
                             // The tile lies in the interior: its first column read is in the row.
                             x: (iy * self.w + tile.start * self.sw - self.pl) * cin,
+                            x_step: 1,
                             k: r * reduction * cout + co,
                             len: reduction,
                         });
@@ -505,17 +511,19 @@ pub(super) fn split(range: Range<usize>, max: usize) -> impl Iterator<Item = Ran
     (0..tiles).map(move |t| range.start + t * n / tiles..range.start + (t + 1) * n / tiles)
 }
 
-/// A run of consecutive reduction rows: input values from `x` on, kernel rows from `k` on
-/// (`cout` apart), `len` of them.
+/// A run of consecutive reduction rows: input values from `x` on, `x_step` apart (1 in a
+/// convolution's channel-vector runs, a matrix's column stride in a GEMM), kernel rows from `k`
+/// on (`cout` apart), `len` of them.
 #[derive(Clone, Copy, Debug)]
-struct Run {
-    x: usize,
-    k: usize,
-    len: usize,
+pub(super) struct Run {
+    pub(super) x: usize,
+    pub(super) x_step: usize,
+    pub(super) k: usize,
+    pub(super) len: usize,
 }
 
 /// `true` when this CPU has AVX-512F (and therefore FMA).
-fn avx512() -> bool {
+pub(super) fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
@@ -543,15 +551,15 @@ fn end_of(start: usize, rows: usize, stride: usize, width: usize) -> usize {
 /// How far apart a forward tile's pixels are: `x` input and `y` output elements (one column
 /// along an output row, or one row down an edge column).
 #[derive(Clone, Copy, Debug)]
-struct PixelStep {
-    x: usize,
-    y: usize,
+pub(super) struct PixelStep {
+    pub(super) x: usize,
+    pub(super) y: usize,
 }
 
 /// Writes `tile` pixels (`step` apart) × `width` output channels of `y`: the sum over `runs`
 /// of input × kernel rows.
 #[allow(clippy::too_many_arguments)]
-fn forward_tile(
+pub(super) fn forward_tile(
     tile: usize,
     nv: usize,
     x: &[f32],
@@ -564,10 +572,10 @@ fn forward_tile(
 ) {
     // Bounds of every access, checked once per tile; a failure is an internal error that
     // leaves the tile unwritten (the tests compare against the GEMM path).
-    let fits = runs
-        .iter()
-        .all(|r| end_of(r.x, tile, step.x, r.len) <= x.len() && end_of(r.k, r.len, cout, width) <= kernel.len())
-        && end_of(0, tile, step.y, width) <= y.len();
+    let fits = runs.iter().all(|r| {
+        let run_width = end_of(0, r.len, r.x_step, 1);
+        end_of(r.x, tile, step.x, run_width) <= x.len() && end_of(r.k, r.len, cout, width) <= kernel.len()
+    }) && end_of(0, tile, step.y, width) <= y.len();
     debug_assert!(fits, "conv_direct: tile out of bounds");
     if !fits || tile == 0 {
         return;
@@ -576,10 +584,11 @@ fn forward_tile(
         ($($nv:literal => [$($r:literal),*]),*) => {
             match (nv, tile) {
                 $($(
-                    // SAFETY: the CPU has AVX-512F and FMA (`DirectConv::new` checked); every
-                    // run reads `x[run.x + p·step.x ..][..run.len]` for pixels p < tile and
-                    // kernel rows `run.k + i·cout` for i < run.len, `width` wide, and the tile
-                    // writes `y[p·step.y..][..width]`: all inside the slices (`fits`).
+                    // SAFETY: the CPU has AVX-512F and FMA (checked by `DirectConv::new`, or by
+                    // the GEMM's caller); every run reads `x[run.x + p·step.x + i·run.x_step]`
+                    // for pixels p < tile and i < run.len, and kernel rows `run.k + i·cout` for
+                    // i < run.len, `width` wide, and the tile writes `y[p·step.y..][..width]`:
+                    // all inside the slices (`fits`).
                     ($nv, $r) => unsafe {
                         forward_kernel::<$r, $nv>(x.as_ptr(), step, kernel.as_ptr(), cout, runs, y.as_mut_ptr(), masks::<$nv>(width))
                     },
@@ -666,7 +675,7 @@ fn filter_tile(
 /// The forward register tile: `R` pixels × `NV` vectors of output channels.
 ///
 /// # Safety
-/// The CPU supports AVX-512F and FMA; for every run, `x[run.x + p·step.x + i]` for p < R,
+/// The CPU supports AVX-512F and FMA; for every run, `x[run.x + p·step.x + i·run.x_step]` for p < R,
 /// i < run.len and `kernel[run.k + i·cout + l]` for the lanes l in `masks` are readable, and
 /// `y[p·step.y + l]` is writable.
 #[cfg(target_arch = "x86_64")]
@@ -700,7 +709,7 @@ unsafe fn forward_kernel<const R: usize, const NV: usize>(
                         acc[p][v] = _mm512_fmadd_ps(b, k[v], acc[p][v]);
                     }
                 }
-                xp = xp.add(1);
+                xp = xp.add(run.x_step);
                 kp = kp.add(cout);
             }
         }

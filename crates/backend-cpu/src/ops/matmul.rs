@@ -5,9 +5,12 @@
 //! backend built on these kernels supplies (OpenBLAS for `blas`), so that such a backend reuses
 //! the batching, broadcasting and im2col logic here instead of copying it.
 
+use std::{cell::RefCell, ops::Range};
+
 use keras_backend_api::{BackendError, shape};
 use rayon::prelude::*;
 
+use super::conv_direct::{BLOCK, MIN_LANES, PixelStep, Run, avx512, forward_tile, max_rows, split};
 use super::element::several_threads;
 use super::{Tensor, TensorMut};
 use crate::{
@@ -56,13 +59,17 @@ pub trait GemmEngine: Send + Sync {
     }
 }
 
-/// The `gemm` crate on rayon's pool: the engine of the `cpu` backend.
+/// The engine of the `cpu` backend, on rayon's pool: f32 products on the direct register
+/// tiles where they take it (`k` up to 2048, at least 16 columns, AVX-512), everything else on
+/// the `gemm` crate.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RustGemm;
 
 impl GemmEngine for RustGemm {
-    fn gemm_f32(&self, problem: GemmProblem<'_, f32>) {
-        rust_gemm(problem);
+    fn gemm_f32(&self, mut problem: GemmProblem<'_, f32>) {
+        if !direct_f32(&mut problem) {
+            rust_gemm(problem);
+        }
     }
 
     fn gemm_f64(&self, problem: GemmProblem<'_, f64>) {
@@ -249,6 +256,146 @@ fn rust_gemm<T: GemmScalar>(problem: GemmProblem<'_, T>) {
             parallelism,
         );
     }
+}
+
+/// Largest `k` [`direct_f32`] takes: one packed panel of `rhs` (`k × BLOCK` floats, 512 KiB
+/// here) must stay in L2 while every row tile of a task streams it; longer products go to the
+/// `gemm` crate, which blocks `k`.
+const DIRECT_MAX_K: usize = 2048;
+
+thread_local! {
+    /// [`direct_f32`]'s scratch on each thread (a packed panel of `rhs`, or the result panels
+    /// of the caller), kept between calls so that a training step's GEMMs do not allocate and
+    /// fault it in again each time.
+    static PACKING: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Largest [`PACKING`] buffer a thread keeps: a packed panel always fits (at most
+/// `DIRECT_MAX_K × BLOCK` floats), result panels of a few MiB do.
+const PACKING_KEPT_BYTES: usize = 4 << 20;
+
+/// `problem` on the register tiles of the direct convolution, when this CPU has AVX-512 and
+/// the product is one it takes: no `accumulate`, at least [`MIN_LANES`] columns and `k` up to
+/// [`DIRECT_MAX_K`]. Returns `false`, having written nothing, otherwise.
+///
+/// A product `lhs · rhs` is a convolution with a 1×1 window: rows of `lhs` are the pixels,
+/// `k` the reduction rows, `rhs` the kernel. So `rhs` is packed into panels of [`BLOCK`]
+/// columns, `k` rows of `BLOCK` floats each (what a tile reads as kernel rows, whatever the
+/// strides of `rhs`), and the tiles broadcast `lhs` where it lies, along its column stride:
+/// `lhs` is never packed, and a transposed operand costs no more than its packing.
+///
+/// On several threads the rows are split among the tasks, each packing the panels itself
+/// (a panel packed on one core and read on another was about 12 % slower on the MLP step's
+/// products), except for few rows and a long `k`, where the panels are split instead.
+fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
+    let (m, k, n) = (problem.m(), problem.k(), problem.n());
+    let work = m.saturating_mul(n).saturating_mul(k);
+    if problem.accumulate || n < MIN_LANES || k > DIRECT_MAX_K || !avx512() {
+        return false;
+    }
+    let (lhs, rhs, ldc) = (problem.lhs, problem.rhs, problem.dst_row_stride);
+    let panels = n.div_ceil(BLOCK);
+    let panel_len = k * BLOCK;
+    let width_of = |p: usize| (n - p * BLOCK).min(BLOCK);
+    let pack = |p: usize, panel: &mut [f32]| {
+        let (first, width) = (p * BLOCK, width_of(p));
+        if rhs.col_stride == 1 {
+            for (i, row) in panel.chunks_exact_mut(BLOCK).enumerate() {
+                let at = i * rhs.row_stride + first;
+                row[..width].copy_from_slice(&rhs.data[at..at + width]);
+            }
+        } else {
+            // A transposed `rhs` (its columns contiguous): 16 rows of the panel at a time, so
+            // that the 4 KiB they span stay in L1 while every column writes into them.
+            for rows in (0..k).step_by(16) {
+                let rows = rows..(rows + 16).min(k);
+                for j in 0..width {
+                    let column = (first + j) * rhs.col_stride;
+                    for i in rows.clone() {
+                        panel[i * BLOCK + j] = rhs.data[column + i * rhs.row_stride];
+                    }
+                }
+            }
+        }
+    };
+    // Rows `rows` of panel `p` into `out`, whose first row is row `rows.start`, rows `ldo` apart.
+    let multiply = |p: usize, panel: &[f32], rows: Range<usize>, out: &mut [f32], ldo: usize| {
+        let width = width_of(p);
+        let nv = width.div_ceil(16);
+        let step = PixelStep { x: lhs.row_stride, y: ldo };
+        for tile in split(rows.clone(), max_rows(nv)) {
+            let run = Run { x: tile.start * lhs.row_stride, x_step: lhs.col_stride, k: 0, len: k };
+            let out_tile = &mut out[(tile.start - rows.start) * ldo..];
+            forward_tile(tile.len(), nv, lhs.data, step, panel, BLOCK, &[run], out_tile, width);
+        }
+    };
+    let threads = rayon::current_num_threads();
+    let dst = &mut *problem.dst;
+    // Rows `rows` of the result into `dst_rows` (whose first row is `rows.start`), one panel
+    // after another through this thread's packing buffer.
+    let row_block = |rows: Range<usize>, dst_rows: &mut [f32]| {
+        with_packing_buffer(panel_len, |panel| {
+            for p in 0..panels {
+                pack(p, panel);
+                multiply(p, panel, rows.clone(), &mut dst_rows[p * BLOCK..], ldc);
+            }
+        })
+    };
+    if threads == 1 || work < PARALLEL_WORK {
+        row_block(0..m, dst);
+    } else if k <= m || panels < threads {
+        // Each task packs every panel for its own rows: (threads - 1) extra packings of `rhs`,
+        // fewer bytes than the copy of the result that splitting the panels costs.
+        let block_rows = m.div_ceil(threads).max(max_rows(1));
+        dst.par_chunks_mut(block_rows * ldc).enumerate().for_each(|(b, dst_rows)| {
+            let rows = (b * block_rows).min(m)..((b + 1) * block_rows).min(m);
+            if !rows.is_empty() {
+                row_block(rows, dst_rows);
+            }
+        });
+    } else {
+        // Few rows and a long `k`: a task owns a panel (packed by it, so in its core's L2) and
+        // computes all the rows into a buffer of its own, rows `BLOCK` apart: `dst`'s columns
+        // cannot be lent to tasks. The buffers are copied into `dst` at the end.
+        let out_len = m * BLOCK;
+        with_packing_buffer(panels * out_len, |outs| {
+            outs.par_chunks_mut(out_len).enumerate().for_each(|(p, out)| {
+                with_packing_buffer(panel_len, |panel| {
+                    pack(p, panel);
+                    multiply(p, panel, 0..m, out, BLOCK);
+                })
+            });
+            let outs = &*outs;
+            dst.par_chunks_mut(ldc).take(m).enumerate().for_each(|(r, row)| {
+                for (p, out) in outs.chunks_exact(out_len).enumerate() {
+                    let (first, width) = (p * BLOCK, width_of(p));
+                    row[first..first + width].copy_from_slice(&out[r * BLOCK..][..width]);
+                }
+            });
+        });
+    }
+    true
+}
+
+/// Calls `body` with `len` floats of this thread's [`PACKING`] buffer (content unspecified),
+/// or, when the thread is already using it (a GEMM inside a task of another one), with a new
+/// buffer. A buffer over [`PACKING_KEPT_BYTES`] is freed afterwards rather than kept.
+fn with_packing_buffer(len: usize, body: impl FnOnce(&mut [f32])) {
+    PACKING.with(|cell| {
+        let mut own = Vec::new();
+        let mut borrowed = cell.try_borrow_mut();
+        let buffer: &mut Vec<f32> = match borrowed.as_deref_mut() {
+            Ok(kept) => kept,
+            Err(_) => &mut own,
+        };
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+        body(&mut buffer[..len]);
+        if buffer.len() * size_of::<f32>() > PACKING_KEPT_BYTES {
+            *buffer = Vec::new();
+        }
+    })
 }
 
 /// `out = op(a) · op(b)` with batch broadcasting, where `op` transposes the last two dims when
@@ -531,6 +678,68 @@ mod tests {
             let a_shape = if ta { [k, m] } else { [m, k] };
             let b_shape = if tb { [n, k] } else { [k, n] };
             check_f32(&a_shape, &b_shape, ta, tb);
+        }
+    }
+
+    /// The direct kernel against an f64 product by the definition, on one thread and on two,
+    /// through each way of splitting the work: rows (k <= m, and fewer panels than threads)
+    /// and panels (few rows, long k). `dst` rows are wider than the result, and the columns
+    /// between must keep their values.
+    #[test]
+    fn direct_gemm_matches_reference_on_every_split() {
+        if !avx512() {
+            eprintln!("skipped: this CPU has no AVX-512, so the direct GEMM never runs");
+            return;
+        }
+        let shapes = [(130, 70, 65), (20, 300, 200), (200, 300, 40), (7, 5, 16), (1, 2048, 17)];
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for (m, k, n) in shapes {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let a: Vec<f32> = data(m * k, 3).iter().map(|&v| v as f32).collect();
+                    let b: Vec<f32> = data(k * n, 4).iter().map(|&v| v as f32).collect();
+                    let lhs = if ta { MatView::row_major(&a, k, m).t() } else { MatView::row_major(&a, m, k) };
+                    let rhs = if tb { MatView::row_major(&b, n, k).t() } else { MatView::row_major(&b, k, n) };
+                    let ldc = n + 5;
+                    let mut dst = vec![-7.0f32; (m - 1) * ldc + n];
+                    let problem = GemmProblem { lhs, rhs, dst: &mut dst, dst_row_stride: ldc, accumulate: false };
+                    assert!(pool.install(|| direct_f32(&mut { problem })), "{m}x{k}x{n} was declined");
+                    for r in 0..m {
+                        for c in 0..ldc.min(dst.len() - r * ldc) {
+                            let got = dst[r * ldc + c];
+                            if c >= n {
+                                assert_eq!(got, -7.0, "{m}x{k}x{n} wrote between rows at ({r}, {c})");
+                                continue;
+                            }
+                            let want: f64 = (0..k)
+                                .map(|i| {
+                                    lhs.data[r * lhs.row_stride + i * lhs.col_stride] as f64
+                                        * rhs.data[i * rhs.row_stride + c * rhs.col_stride] as f64
+                                })
+                                .sum();
+                            assert!(
+                                (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{m}x{k}x{n} ({ta}, {tb}) on {threads} threads at ({r}, {c}): {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the direct kernel does not take it leaves to the `gemm` crate, untouched.
+    #[test]
+    fn direct_gemm_declines_without_writing() {
+        let a = vec![1.0f32; 4 * (DIRECT_MAX_K + 1)];
+        let b = vec![1.0f32; (DIRECT_MAX_K + 1) * 16];
+        let mut dst = vec![-7.0f32; 4 * 16];
+        for (k, n, accumulate) in [(8, 16, true), (8, 15, false), (DIRECT_MAX_K + 1, 16, false)] {
+            let lhs = MatView::row_major(&a[..4 * k], 4, k);
+            let rhs = MatView::row_major(&b[..k * n], k, n);
+            let mut problem = GemmProblem { lhs, rhs, dst: &mut dst[..4 * n], dst_row_stride: n, accumulate };
+            assert!(!direct_f32(&mut problem), "k {k}, n {n}, accumulate {accumulate} was taken");
+            assert!(dst.iter().all(|&v| v == -7.0));
         }
     }
 
