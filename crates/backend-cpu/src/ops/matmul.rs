@@ -266,13 +266,14 @@ const DIRECT_MAX_K: usize = 2048;
 thread_local! {
     /// [`direct_f32`]'s scratch on each thread (a packed panel of `rhs`, or the result panels
     /// of the caller), kept between calls so that a training step's GEMMs do not allocate and
-    /// fault it in again each time.
+    /// fault it in again each time; at most [`MAX_RESULT_PANEL_BYTES`].
     static PACKING: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Largest [`PACKING`] buffer a thread keeps: a packed panel always fits (at most
-/// `DIRECT_MAX_K × BLOCK` floats), result panels of a few MiB do.
-const PACKING_KEPT_BYTES: usize = 4 << 20;
+/// Most bytes of result panels the panel split buffers; larger results split the rows. With a
+/// packed panel at most `DIRECT_MAX_K × BLOCK` floats (512 KiB), this bounds every [`PACKING`]
+/// buffer, so the direct path never makes a large allocation the caller did not.
+const MAX_RESULT_PANEL_BYTES: usize = 4 << 20;
 
 /// `problem` on the register tiles of the direct convolution, when this CPU has AVX-512 and
 /// the product is one it takes: no `accumulate`, at least [`MIN_LANES`] columns and `k` up to
@@ -286,7 +287,8 @@ const PACKING_KEPT_BYTES: usize = 4 << 20;
 ///
 /// On several threads the rows are split among the tasks, each packing the panels itself
 /// (a panel packed on one core and read on another was about 12 % slower on the MLP step's
-/// products), except for few rows and a long `k`, where the panels are split instead.
+/// products), except for few rows and a long `k` (and a result of at most
+/// [`MAX_RESULT_PANEL_BYTES`]), where the panels are split instead.
 fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
     let (m, k, n) = (problem.m(), problem.k(), problem.n());
     let work = m.saturating_mul(n).saturating_mul(k);
@@ -341,11 +343,13 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
             }
         })
     };
+    let result_panel_bytes = m.saturating_mul(panels * BLOCK).saturating_mul(size_of::<f32>());
+    let split_panels = k > m && panels >= threads && result_panel_bytes <= MAX_RESULT_PANEL_BYTES;
     if threads == 1 || work < PARALLEL_WORK {
         row_block(0..m, dst);
-    } else if k <= m || panels < threads {
+    } else if !split_panels {
         // Each task packs every panel for its own rows: (threads - 1) extra packings of `rhs`,
-        // fewer bytes than the copy of the result that splitting the panels costs.
+        // fewer bytes than the copy of the result that splitting the panels costs when k <= m.
         let block_rows = m.div_ceil(threads).max(max_rows(1));
         dst.par_chunks_mut(block_rows * ldc).enumerate().for_each(|(b, dst_rows)| {
             let rows = (b * block_rows).min(m)..((b + 1) * block_rows).min(m);
@@ -379,7 +383,7 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
 
 /// Calls `body` with `len` floats of this thread's [`PACKING`] buffer (content unspecified),
 /// or, when the thread is already using it (a GEMM inside a task of another one), with a new
-/// buffer. A buffer over [`PACKING_KEPT_BYTES`] is freed afterwards rather than kept.
+/// buffer.
 fn with_packing_buffer(len: usize, body: impl FnOnce(&mut [f32])) {
     PACKING.with(|cell| {
         let mut own = Vec::new();
@@ -392,9 +396,6 @@ fn with_packing_buffer(len: usize, body: impl FnOnce(&mut [f32])) {
             buffer.resize(len, 0.0);
         }
         body(&mut buffer[..len]);
-        if buffer.len() * size_of::<f32>() > PACKING_KEPT_BYTES {
-            *buffer = Vec::new();
-        }
     })
 }
 
