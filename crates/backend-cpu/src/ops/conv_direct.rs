@@ -571,7 +571,8 @@ pub(super) fn forward_tile(
     width: usize,
 ) {
     // Bounds of every access, checked once per tile; a failure is an internal error that
-    // leaves the tile unwritten (the tests compare against the GEMM path).
+    // leaves the tile unwritten (the tests compare against the f64 GEMM path, which does not
+    // run on these tiles).
     let fits = runs.iter().all(|r| {
         let run_width = end_of(0, r.len, r.x_step, 1);
         end_of(r.x, tile, step.x, run_width) <= x.len() && end_of(r.k, r.len, cout, width) <= kernel.len()

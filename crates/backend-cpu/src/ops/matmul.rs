@@ -1,7 +1,8 @@
 //! Batched matrix product, and the one GEMM entry point other kernels (convolution) call.
 //!
 //! Every GEMM goes through [`gemm()`], which checks the views and hands the product to a
-//! [`GemmEngine`]: [`RustGemm`] (the `gemm` crate) for the `cpu` backend, or whatever engine a
+//! [`GemmEngine`]: [`RustGemm`] (f32 products on the direct convolution's register tiles,
+//! the rest on the `gemm` crate) for the `cpu` backend, or whatever engine a
 //! backend built on these kernels supplies (OpenBLAS for `blas`), so that such a backend reuses
 //! the batching, broadcasting and im2col logic here instead of copying it.
 
