@@ -256,9 +256,20 @@ impl Backend for CpuBackend {
         on_false: TensorRef<'_>,
         out: TensorRef<'_>,
     ) -> BackendResult<()> {
-        to_abi(self.run("select", &["cond", "on_true", "on_false"], &[cond, on_true, on_false], out, |t, out| {
-            ops::elementwise::select(t[0], t[1], t[2], out)
-        }))
+        to_abi(self.run_elementwise(
+            "select",
+            &["cond", "on_true", "on_false"],
+            &[cond, on_true, on_false],
+            out,
+            |t, out| ops::elementwise::select(t[0], t[1], t[2], out),
+            // `others` is `cond` then the branch that is not `out`, if any.
+            |aliased, others, out| match aliased {
+                1 | 2 => ops::elementwise::select_in_place(others[0], others.get(1).copied(), out, aliased == 1),
+                _ => Err(BackendError::invalid(
+                    "select: out is the buffer of `cond`; only a branch (on_true, on_false) may be written in place",
+                )),
+            },
+        ))
     }
 
     fn cast(&self, x: TensorRef<'_>, out: TensorRef<'_>) -> BackendResult<()> {
@@ -479,5 +490,62 @@ mod tests {
         let message = mismatched.into_result().unwrap_err().message;
         assert!(message.contains("[2, 2]") && message.contains("[4]"), "{message}");
         assert_eq!(download(&backend, x, 4), [2.0, 4.0, 6.0, 8.0], "a refused call leaves out as it was");
+    }
+
+    fn upload_bool(backend: &CpuBackend, values: &[bool]) -> BufferId {
+        let id = backend.alloc(DType::Bool, values.len()).unwrap();
+        let bytes: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+        assert!(matches!(backend.upload(id, RSlice::from_slice(&bytes)), ROk(())));
+        id
+    }
+
+    #[test]
+    fn in_place_select_writes_over_either_branch() {
+        let backend = CpuBackend::default();
+        let cond = upload_bool(&backend, &[true, false, false, true]);
+        let row_cond = upload_bool(&backend, &[false, true]);
+        // (cond, its shape, `out`'s branch, the other branch's values and shape, expected).
+        type Case<'a> = (BufferId, &'a [usize], bool, &'a [f32], &'a [usize], [f32; 4]);
+        let cases: [Case<'_>; 5] = [
+            (cond, &[2, 2], true, &[10.0, 20.0, 30.0, 40.0], &[2, 2], [1.0, 20.0, 30.0, 4.0]),
+            (cond, &[2, 2], false, &[10.0, 20.0, 30.0, 40.0], &[2, 2], [10.0, 2.0, 3.0, 40.0]),
+            (cond, &[2, 2], true, &[0.0], &[], [1.0, 0.0, 0.0, 4.0]),
+            (cond, &[2, 2], false, &[7.0, 8.0], &[2, 1], [7.0, 2.0, 3.0, 8.0]),
+            (row_cond, &[2], true, &[10.0, 20.0, 30.0, 40.0], &[2, 2], [10.0, 2.0, 30.0, 4.0]),
+        ];
+        for (k, (cond, cond_shape, out_is_true, other, other_shape, expected)) in cases.into_iter().enumerate() {
+            let x = upload(&backend, &[1.0, 2.0, 3.0, 4.0]);
+            let other = upload(&backend, other);
+            let (c, o, xs) =
+                (TensorRef::new(cond, cond_shape), TensorRef::new(other, other_shape), TensorRef::new(x, &[2, 2]));
+            let (on_true, on_false) = if out_is_true { (xs, o) } else { (o, xs) };
+            let status = backend.select(c, on_true, on_false, xs);
+            assert!(matches!(status, ROk(())), "case {k}: {status:?}");
+            assert_eq!(download(&backend, x, 4), expected, "case {k}");
+        }
+
+        // Both branches `out`: nothing to change.
+        let x = upload(&backend, &[1.0, 2.0, 3.0, 4.0]);
+        let xs = TensorRef::new(x, &[2, 2]);
+        let status = backend.select(TensorRef::new(cond, &[2, 2]), xs, xs, xs);
+        assert!(matches!(status, ROk(())), "{status:?}");
+        assert_eq!(download(&backend, x, 4), [1.0, 2.0, 3.0, 4.0]);
+
+        // A condition that does not broadcast is refused, naming it, and `out` is untouched.
+        let other = upload(&backend, &[9.0; 4]);
+        let status = backend.select(TensorRef::new(cond, &[4]), xs, TensorRef::new(other, &[2, 2]), xs);
+        let message = status.into_result().unwrap_err().message;
+        assert!(message.contains("`cond`") && message.contains("[4]"), "{message}");
+        assert_eq!(download(&backend, x, 4), [1.0, 2.0, 3.0, 4.0]);
+
+        // `cond` itself is never written over.
+        let status = backend.select(
+            TensorRef::new(cond, &[2, 2]),
+            TensorRef::new(cond, &[2, 2]),
+            TensorRef::new(cond, &[2, 2]),
+            TensorRef::new(cond, &[2, 2]),
+        );
+        let message = status.into_result().unwrap_err().message;
+        assert!(message.contains("`cond`") && message.contains("in place"), "{message}");
     }
 }

@@ -23,7 +23,10 @@ use crate::{
 ///   and the backend checks it against the shape rule of [`crate::shape`].
 /// * **No aliasing**, except that `out` of [`unary`](Backend::unary) and
 ///   [`binary`](Backend::binary) may be the same buffer as an input of the same shape and
-///   dtype: the kernel then works in place (the host uses this to reuse dead buffers).
+///   dtype, and (since contract 1.1, [`MINOR_SELECT_IN_PLACE`](crate::MINOR_SELECT_IN_PLACE))
+///   `out` of [`select`](Backend::select) the buffer of `on_true` or `on_false` of `out`'s
+///   shape: the kernel then works in place (the host uses this to reuse dead buffers).
+///   `select`'s `cond` never aliases `out`.
 /// * **Buffers are independent.** Calls on different output buffers may run concurrently from
 ///   several threads; the implementation must be `Send + Sync` for real.
 /// * **Unsupported is not failure.** A backend that does not implement an op (or an op for a
@@ -71,7 +74,8 @@ pub trait Backend: Send + Sync {
     fn binary(&self, op: BinaryOp, a: TensorRef<'_>, b: TensorRef<'_>, out: TensorRef<'_>) -> BackendResult<()>;
 
     /// `out = cond ? on_true : on_false`, all three broadcast to `out`'s shape; `cond` is `Bool`
-    /// and the branches have `out`'s dtype.
+    /// and the branches have `out`'s dtype. `out` may be a branch's buffer (see the aliasing
+    /// rule above).
     fn select(
         &self,
         cond: TensorRef<'_>,

@@ -45,6 +45,17 @@
 //!   naming both.
 //! * [`PluginDeclaration`]'s layout never changes.
 //!
+//! A MINOR bump may also relax a rule in the host's favour (let it alias more buffers, say);
+//! the host then relies on the relaxed rule only with plugins whose declared minor has it.
+//! abi_stable's own version check on the root module is pinned to `MAJOR.0.0`
+//! ([`PluginModuleRef`]'s `VERSION_STRINGS`), so that it never refuses a plugin of an older
+//! minor: the minor is negotiated through [`PluginDeclaration`] alone.
+//!
+//! | contract | adds |
+//! |---|---|
+//! | 1.0 | the primitives above |
+//! | 1.1 | `out` of [`Backend::select`] may be a branch's buffer ([`MINOR_SELECT_IN_PLACE`]) |
+//!
 //! ## Writing a plugin
 //!
 //! ```toml
@@ -98,7 +109,12 @@ pub use tensor::{BackendInfo, BufferId, TensorRef};
 /// Contract MAJOR version: plugins and hosts must agree on it exactly.
 pub const CONTRACT_MAJOR: u32 = 1;
 /// Contract MINOR version: additions a host may use only on plugins that declare them.
-pub const CONTRACT_MINOR: u32 = 0;
+pub const CONTRACT_MINOR: u32 = 1;
+
+/// The first MINOR in which `out` of [`Backend::select`] may be the buffer of `on_true` or
+/// `on_false` (of `out`'s shape): the host writes a select over a dead branch only on
+/// plugins declaring at least this minor.
+pub const MINOR_SELECT_IN_PLACE: u32 = 1;
 
 #[cfg(test)]
 mod tests {
@@ -106,5 +122,10 @@ mod tests {
     fn contract_version_is_the_crate_version() {
         assert_eq!(env!("CARGO_PKG_VERSION_MAJOR"), super::CONTRACT_MAJOR.to_string());
         assert_eq!(env!("CARGO_PKG_VERSION_MINOR"), super::CONTRACT_MINOR.to_string());
+    }
+
+    #[test]
+    fn root_module_version_names_the_major_only() {
+        assert_eq!(super::plugin::ROOT_MODULE_VERSION, format!("{}.0.0", super::CONTRACT_MAJOR));
     }
 }

@@ -8,7 +8,6 @@ use std::{
 use abi_stable::{
     StableAbi, declare_root_module_statics,
     library::RootModule,
-    package_version_strings,
     sabi_trait::TD_Opaque,
     sabi_types::VersionStrings,
     std_types::{RBox, RErr, RResult, RSlice, RSliceMut},
@@ -76,11 +75,17 @@ pub struct PluginModule {
     pub create: extern "C" fn() -> BackendResult<BackendBox>,
 }
 
+/// The root module's abi_stable version: `CONTRACT_MAJOR.0.0` (checked by a test).
+pub(crate) const ROOT_MODULE_VERSION: &str = "1.0.0";
+
 impl RootModule for PluginModuleRef {
     declare_root_module_statics! {PluginModuleRef}
     const BASE_NAME: &'static str = "keras_backend";
     const NAME: &'static str = "keras_backend";
-    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+    /// `MAJOR.0.0`, not the crate version: abi_stable refuses a library whose minor is below
+    /// the loader's, which would break the contract's promise that a host loads plugins of an
+    /// older minor. Minors are negotiated through [`PluginDeclaration::contract_minor`].
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new(ROOT_MODULE_VERSION);
 }
 
 /// Runs `body`, turning a panic into an [`ErrorKind::Internal`](crate::ErrorKind::Internal)

@@ -386,14 +386,11 @@ fn arith_in_place<T: Number>(
 /// `out = cond ? on_true : on_false`, all three broadcast to `out`'s shape; `cond` is `Bool`
 /// and the branches have `out`'s dtype.
 pub fn select(cond: Tensor<'_>, on_true: Tensor<'_>, on_false: Tensor<'_>, out: TensorMut<'_>) -> Result<()> {
-    for (name, t) in [("cond", &cond), ("on_true", &on_true), ("on_false", &on_false)] {
-        if !shape::broadcast(t.shape, out.shape).is_ok_and(|s| s == out.shape) {
-            return Err(BackendError::invalid(format!(
-                "select: `{name}` has shape {:?}, which does not broadcast to out's shape {:?}",
-                t.shape, out.shape
-            )));
-        }
-    }
+    check_broadcast_to_out(
+        "select",
+        &[("cond", cond.shape), ("on_true", on_true.shape), ("on_false", on_false.shape)],
+        out.shape,
+    )?;
     let c = view::<bool>(cond.data, "select", "cond")?;
     let out_shape = out.shape;
     for_dtype!(out.data.dtype(), T => {
@@ -407,19 +404,77 @@ pub fn select(cond: Tensor<'_>, on_true: Tensor<'_>, on_false: Tensor<'_>, out: 
         for_each_row(out_shape, strides, o, |row, [oc, ot, of], [sc, st, sf]| {
             let n = row.len();
             // The contiguous and splatted cases (relu and its gradient select against a scalar
-            // zero) as plain zips, which vectorise; anything else by index.
+            // zero) as plain zips, which vectorise once the splatted value is read outside the
+            // loop; anything else by index.
             let pick = |c: bool, t: T, f: T| if c { t } else { f };
             match (sc, st, sf) {
                 (1, 1, 1) => row.iter_mut().zip(&c[oc..oc + n]).zip(&tv[ot..ot + n]).zip(&fv[of..of + n])
                     .for_each(|(((r, &c), &t), &f)| *r = pick(c, t, f)),
-                (1, 0, 1) => row.iter_mut().zip(&c[oc..oc + n]).zip(&fv[of..of + n])
-                    .for_each(|((r, &c), &f)| *r = pick(c, tv[ot], f)),
-                (1, 1, 0) => row.iter_mut().zip(&c[oc..oc + n]).zip(&tv[ot..ot + n])
-                    .for_each(|((r, &c), &t)| *r = pick(c, t, fv[of])),
+                (1, 0, 1) => {
+                    let t = tv[ot];
+                    row.iter_mut().zip(&c[oc..oc + n]).zip(&fv[of..of + n]).for_each(|((r, &c), &f)| *r = pick(c, t, f))
+                }
+                (1, 1, 0) => {
+                    let f = fv[of];
+                    row.iter_mut().zip(&c[oc..oc + n]).zip(&tv[ot..ot + n]).for_each(|((r, &c), &t)| *r = pick(c, t, f))
+                }
                 _ => row.iter_mut().enumerate().for_each(|(j, r)| *r = pick(c[oc + j * sc], tv[ot + j * st], fv[of + j * sf])),
             }
         });
     });
+    Ok(())
+}
+
+/// [`select`] written over one branch: `out` holds that branch (`out_is_true` tells which),
+/// `other` is the other one, or `None` when both branches are `out` (then nothing changes).
+/// Elements whose `cond` picks `out`'s branch are left alone; the rest are read from `other`.
+pub fn select_in_place(
+    cond: Tensor<'_>,
+    other: Option<Tensor<'_>>,
+    out: TensorMut<'_>,
+    out_is_true: bool,
+) -> Result<()> {
+    let other_name = if out_is_true { "on_false" } else { "on_true" };
+    let mut shapes = vec![("cond", cond.shape)];
+    shapes.extend(other.as_ref().map(|t| (other_name, t.shape)));
+    check_broadcast_to_out("select", &shapes, out.shape)?;
+    let c = view::<bool>(cond.data, "select", "cond")?;
+    let Some(other) = other else {
+        return Ok(());
+    };
+    let out_shape = out.shape;
+    for_dtype!(out.data.dtype(), T => {
+        let ov = view::<T>(other.data, "select", other_name)?;
+        let o = view_mut::<T>(out.data, "select", "out")?;
+        let strides = [broadcast_strides(cond.shape, out_shape), broadcast_strides(other.shape, out_shape)];
+        for_each_row(out_shape, strides, o, |row, [oc, ot], [sc, so]| {
+            let n = row.len();
+            // Branch-free, so that the zips vectorise: every element is rewritten, most with
+            // its own value.
+            let keep = |c: bool| c == out_is_true;
+            match (sc, so) {
+                (1, 1) => row.iter_mut().zip(&c[oc..oc + n]).zip(&ov[ot..ot + n])
+                    .for_each(|((r, &c), &v)| *r = if keep(c) { *r } else { v }),
+                (1, 0) => {
+                    let v = ov[ot];
+                    row.iter_mut().zip(&c[oc..oc + n]).for_each(|(r, &c)| *r = if keep(c) { *r } else { v })
+                }
+                _ => row.iter_mut().enumerate().for_each(|(j, r)| if !keep(c[oc + j * sc]) { *r = ov[ot + j * so] }),
+            }
+        });
+    });
+    Ok(())
+}
+
+/// Refuses any of the named `shapes` that does not broadcast to `out_shape` itself.
+fn check_broadcast_to_out(kernel: &str, shapes: &[(&str, &[usize])], out_shape: &[usize]) -> Result<()> {
+    for (name, shape) in shapes {
+        if !shape::broadcast(shape, out_shape).is_ok_and(|s| s == out_shape) {
+            return Err(BackendError::invalid(format!(
+                "{kernel}: `{name}` has shape {shape:?}, which does not broadcast to out's shape {out_shape:?}"
+            )));
+        }
+    }
     Ok(())
 }
 

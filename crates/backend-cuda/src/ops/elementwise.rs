@@ -331,7 +331,11 @@ pub fn select(
 ) -> Result<()> {
     const KERNEL: &str = "select";
     let inputs = [("cond", cond), ("on_true", on_true), ("on_false", on_false)];
-    refuse_alias(KERNEL, &inputs.map(|(_, t)| t), &out)?;
+    // Contract 1.1: `out` may be a branch of its own shape. Each thread reads its element of
+    // the branch before writing the same element of `out`, so that is safe; `cond` (another
+    // dtype unless `out` is Bool) never is `out`.
+    refuse_alias(KERNEL, &[inputs[0].1], &out)?;
+    check_alias_shape(KERNEL, &[("on_true", &inputs[1].1), ("on_false", &inputs[2].1)], &out)?;
     let co = device.operand(KERNEL, "cond", cond)?;
     let to = device.operand(KERNEL, "on_true", on_true)?;
     let fo = device.operand(KERNEL, "on_false", on_false)?;

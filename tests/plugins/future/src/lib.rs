@@ -2,7 +2,7 @@
 //! nothing else. The loader must refuse it from the declaration alone, naming both versions,
 //! without looking for a root module.
 
-use keras_backend_api::{CONTRACT_MAJOR, CONTRACT_MINOR, PLUGIN_MAGIC, PluginDeclaration};
+use keras_backend_api::{CONTRACT_MAJOR, PLUGIN_MAGIC, PluginDeclaration};
 
 /// Written by hand (not `PluginDeclaration::new`, which always states the current contract).
 #[unsafe(no_mangle)]
@@ -10,6 +10,7 @@ use keras_backend_api::{CONTRACT_MAJOR, CONTRACT_MINOR, PLUGIN_MAGIC, PluginDecl
 pub static keras_backend_plugin_declaration: PluginDeclaration = PluginDeclaration {
     magic: PLUGIN_MAGIC,
     contract_major: CONTRACT_MAJOR + 1,
-    contract_minor: CONTRACT_MINOR,
+    // The first release of that major.
+    contract_minor: 0,
     name: c"test_future".as_ptr(),
 };
