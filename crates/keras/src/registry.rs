@@ -387,6 +387,15 @@ fn load_builtin(requested: &str, _source: Option<BackendSource>) -> Result<Backe
     ))
 }
 
+/// A fresh built-in backend that declares `contract` instead of the host's: how the executor
+/// treats plugins of other minors, tested without building one.
+#[cfg(all(test, feature = "embedded-cpu"))]
+pub(crate) fn builtin_declaring(contract: ContractVersion) -> Result<Backend> {
+    let backend = load_builtin(BUILTIN_BACKEND, None)?;
+    let inner = Arc::into_inner(backend.inner).expect("a fresh backend has one holder");
+    Ok(Backend { inner: Arc::new(Loaded { contract, ..inner }) })
+}
+
 fn finish(
     raw: BackendBox,
     name: String,

@@ -8,7 +8,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use keras_backend_api::DType;
+use keras_backend_api::{CONTRACT_MAJOR, DType, MINOR_SELECT_IN_PLACE};
 
 use super::kernels;
 use crate::{
@@ -110,6 +110,9 @@ pub(crate) struct Plan {
     steps: Vec<Step>,
     outputs: Vec<usize>,
     updates: Vec<(Arc<VarState>, usize)>,
+    /// Whether the backend's contract lets `select` write over a branch (minor
+    /// [`MINOR_SELECT_IN_PLACE`]).
+    select_in_place: bool,
 }
 
 impl Plan {
@@ -195,7 +198,9 @@ impl Plan {
                 steps[*step].release.push(slot);
             }
         }
-        Ok(Plan { steps, outputs, updates })
+        let contract = backend.contract_version();
+        let select_in_place = contract.major == CONTRACT_MAJOR && contract.minor >= MINOR_SELECT_IN_PLACE;
+        Ok(Plan { steps, outputs, updates, select_in_place })
     }
 
     /// Runs the plan: outputs are downloaded, then every update replaces its variable's
@@ -320,18 +325,23 @@ impl Plan {
     /// An input buffer that an element-wise kernel may overwrite: same dtype and size as the
     /// output, last used here, and referenced by nothing else (not a variable, constant,
     /// alias or output). `sole_holder(k)` tells whether slot `k` is the only holder of its
-    /// buffer.
+    /// buffer. The contract allows it for `unary` and `binary`, and for a branch (never the
+    /// condition) of `select` on backends of contract 1.1 or later.
     fn reusable_input(&self, index: usize, sole_holder: impl Fn(usize) -> bool) -> Option<usize> {
         let step = &self.steps[index];
-        if !matches!(step.node.op(), Op::Unary(_) | Op::Binary(_)) {
-            return None;
-        }
-        step.inputs.iter().copied().find(|&k| {
+        let candidates = match step.node.op() {
+            Op::Unary(_) | Op::Binary(_) => &step.inputs[..],
+            Op::Select if self.select_in_place => &step.inputs[1..],
+            _ => return None,
+        };
+        let condition = matches!(step.node.op(), Op::Select).then(|| step.inputs[0]);
+        candidates.iter().copied().find(|&k| {
             let input = &self.steps[k];
             step.release.contains(&k)
                 && input.shape == step.shape
                 && input.node.dtype() == step.node.dtype()
                 && sole_holder(k)
+                && condition != Some(k)
                 // An input used twice by this step (x * x) may be overwritten too: the kernel
                 // reads each element before writing it.
                 && !matches!(input.source, Source::Variable(_) | Source::Constant(_))
@@ -394,4 +404,34 @@ pub(crate) fn upload(backend: &Backend, array: &Array) -> Result<Buffer> {
 
 pub(crate) fn download(buffer: &Buffer, dtype: DType, shape: &[usize]) -> Result<Array> {
     Array::from_bytes(dtype, shape, buffer.download()?)
+}
+
+#[cfg(all(test, feature = "embedded-cpu"))]
+mod tests {
+    use crate::{
+        Array, backend as K,
+        registry::{ContractVersion, builtin_declaring},
+    };
+
+    /// `switch(x > 0, square(x), abs(x))`: both branches die at the select, so from contract 1.1 on
+    /// the select writes over one of them and the call needs one f32 [1000] less.
+    #[test]
+    fn select_writes_over_a_dead_branch_from_contract_1_1() {
+        let values: Vec<f32> = (0..1000).map(|i| i as f32 - 500.0).collect();
+        let expected: Vec<f32> = values.iter().map(|&v| if v > 0.0 { v * v } else { v.abs() }).collect();
+        let feeds = [Array::from_vec(&[1000], values).unwrap()];
+        let peak = |minor: u32| {
+            let backend = builtin_declaring(ContractVersion { major: 1, minor }).unwrap();
+            K::with_backend(&backend, || {
+                let x = K::placeholder(vec![Some(1000)]);
+                let condition = K::greater(&x, &K::zeros_like(&x, None)).unwrap();
+                let y = K::switch(&condition, &K::square(&x).unwrap(), &K::abs(&x).unwrap()).unwrap();
+                let f = K::function(&[x], &[y], &[]).unwrap();
+                let out = f.call(&feeds).unwrap();
+                assert_eq!(out[0].to_vec::<f32>().unwrap(), expected, "contract 1.{minor}");
+                f.peak_live_bytes(&feeds).unwrap()
+            })
+        };
+        assert_eq!(peak(0), peak(1) + 4000, "contract 1.0 gets a new buffer, 1.1 writes over a branch");
+    }
 }
