@@ -79,6 +79,20 @@ impl PoolGeometry {
         [&self.ranges[0][o[0]], &self.ranges[1][o[1]], &self.ranges[2][o[2]]]
     }
 
+    /// Whether the windows tile the input exactly: each input element lies in exactly one
+    /// window (window = stride, no padding, no remainder). The backward pass then writes
+    /// every element of `dx` once instead of zeroing it and adding into it.
+    fn tiles_input(&self) -> bool {
+        let w = &self.window;
+        (0..3).all(|d| {
+            w.window[d] == w.stride[d]
+                && w.dilation[d] == 1
+                && w.pad_before[d] == 0
+                && w.pad_after[d] == 0
+                && w.output[d] * w.window[d] == w.input[d]
+        })
+    }
+
     /// Number of in-bounds positions of a window box.
     fn count(window_box: [&Range<usize>; 3]) -> usize {
         window_box.iter().map(|r| r.len()).product()
@@ -267,18 +281,22 @@ fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy
         }
         Layout::ChannelsLast => {
             let channels = geo.channels;
+            let overwrite = geo.tiles_input();
             dx.par_chunks_mut(in_len * channels)
                 .zip(x.par_chunks(in_len * channels))
                 .zip(dy.par_chunks(out_len * channels))
                 .with_min_len(min_per_task(1))
                 .for_each(|((dx, x), dy)| {
-                    dx.fill(T::ZERO);
+                    if !overwrite {
+                        dx.fill(T::ZERO);
+                    }
                     vectorized(
                         #[inline(always)]
                         || {
                             for (p, dy) in dy.chunks(channels).enumerate() {
                                 let window_box = geo.window_box(p);
-                                for_each_chunk(channels, &mut RouteGradient { geo, mode, window_box, x, dy, dx });
+                                let mut route = RouteGradient { geo, mode, overwrite, window_box, x, dy, dx };
+                                for_each_chunk(channels, &mut route);
                             }
                         },
                     )
@@ -293,6 +311,9 @@ fn pool_backward_typed<T: Float>(geo: &PoolGeometry, mode: PoolMode, x: &[T], dy
 struct RouteGradient<'a, T> {
     geo: &'a PoolGeometry,
     mode: PoolMode,
+    /// Whether this window is the only one over its elements (`tiles_input`): they are then
+    /// written, not added to (`dx` was not zeroed).
+    overwrite: bool,
     window_box: [&'a Range<usize>; 3],
     x: &'a [T],
     dy: &'a [T],
@@ -324,13 +345,21 @@ impl<T: Float> ChannelChunk for RouteGradient<'_, T> {
                     },
                 );
                 let mut k = 0u32;
+                let overwrite = self.overwrite;
                 window.for_each_in_box(
                     self.window_box,
                     #[inline(always)]
                     |i| {
                         let d = lanes_mut::<T, N>(self.dx, channels, i, c0);
-                        for ((d, &a), &g) in d.iter_mut().zip(&at).zip(&g) {
-                            *d = if a == k { *d + g } else { *d };
+                        // Two loops rather than a test per element, so that each vectorises.
+                        if overwrite {
+                            for ((d, &a), &g) in d.iter_mut().zip(&at).zip(&g) {
+                                *d = if a == k { g } else { T::ZERO };
+                            }
+                        } else {
+                            for ((d, &a), &g) in d.iter_mut().zip(&at).zip(&g) {
+                                *d = if a == k { *d + g } else { *d };
+                            }
                         }
                         k += 1;
                     },
@@ -344,7 +373,11 @@ impl<T: Float> ChannelChunk for RouteGradient<'_, T> {
                     #[inline(always)]
                     |i| {
                         let d = lanes_mut::<T, N>(self.dx, channels, i, c0);
-                        d.iter_mut().zip(&share).for_each(|(d, &s)| *d += s);
+                        if self.overwrite {
+                            *d = share;
+                        } else {
+                            d.iter_mut().zip(&share).for_each(|(d, &s)| *d += s);
+                        }
                     },
                 );
             }
@@ -588,6 +621,8 @@ mod tests {
                 // ChannelsLast runs channels in chunks of 64, then 16, then one by one: 83 takes
                 // all three, 32 two chunks of 16; with overlapping windows and padding.
                 Case::new(mode, CL, &[5, 6], &[2, 2]).channels(83),
+                // windows that tile the input: `dx` is written once, not zeroed and added to
+                Case::new(mode, CL, &[4, 6], &[2, 3]).channels(83),
                 Case::new(mode, CL, &[6, 5], &[3, 3]).strides(&[2, 1]).pad(&[1, 1], &[1, 1]).channels(32),
             ]);
         }
