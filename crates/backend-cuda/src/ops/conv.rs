@@ -19,7 +19,11 @@ use cudarc::driver::LaunchConfig;
 use keras_backend_api::{BackendError, ConvParams, DType, TensorRef};
 
 use super::window::WindowGeo;
-use crate::{ConvPath, Device, Result, device::Kernel, ops::dtype_suffix};
+use crate::{
+    ConvPath, Device, Result,
+    device::Kernel,
+    ops::{dtype_suffix, refuse_alias},
+};
 // The contract's convolution checks, under the name that `cudnn` imports from here.
 pub(crate) use keras_backend_api::window::ConvGeometry;
 
@@ -28,7 +32,7 @@ const MODULE: &str = "conv";
 /// Forward convolution: `out = conv(x, kernel)` as [`ConvParams`] defines it.
 pub fn conv(d: &Device, x: TensorRef<'_>, k: TensorRef<'_>, out: TensorRef<'_>, p: &ConvParams<'_>) -> Result<()> {
     const KERNEL: &str = "conv";
-    refuse_alias(KERNEL, &[x.buffer, k.buffer], out.buffer)?;
+    refuse_alias(KERNEL, &[x, k], out)?;
     let (xo, ko, yo) = (d.operand(KERNEL, "x", x)?, d.operand(KERNEL, "kernel", k)?, d.operand(KERNEL, "out", out)?);
     let geo = ConvGeometry::new(KERNEL, ["x", "kernel", "out"], &x.shape, &k.shape, &out.shape, p)?;
     let dtype = float_dtype(KERNEL, &["x", "kernel", "out"], &[xo.dtype, ko.dtype, yo.dtype])?;
@@ -54,7 +58,7 @@ pub fn conv_backward_data(
     p: &ConvParams<'_>,
 ) -> Result<()> {
     const KERNEL: &str = "conv_backward_data";
-    refuse_alias(KERNEL, &[dy.buffer, k.buffer], dx.buffer)?;
+    refuse_alias(KERNEL, &[dy, k], dx)?;
     let (dyo, ko, dxo) = (d.operand(KERNEL, "dy", dy)?, d.operand(KERNEL, "kernel", k)?, d.operand(KERNEL, "out", dx)?);
     let geo = ConvGeometry::new(KERNEL, ["dx", "kernel", "dy"], &dx.shape, &k.shape, &dy.shape, p)?;
     let dtype = float_dtype(KERNEL, &["dy", "kernel", "dx"], &[dyo.dtype, ko.dtype, dxo.dtype])?;
@@ -81,7 +85,7 @@ pub fn conv_backward_filter(
     p: &ConvParams<'_>,
 ) -> Result<()> {
     const KERNEL: &str = "conv_backward_filter";
-    refuse_alias(KERNEL, &[x.buffer, dy.buffer], dk.buffer)?;
+    refuse_alias(KERNEL, &[x, dy], dk)?;
     let (xo, dyo, dko) = (d.operand(KERNEL, "x", x)?, d.operand(KERNEL, "dy", dy)?, d.operand(KERNEL, "out", dk)?);
     let geo = ConvGeometry::new(KERNEL, ["x", "dkernel", "dy"], &x.shape, &dk.shape, &dy.shape, p)?;
     let dtype = float_dtype(KERNEL, &["x", "dy", "dkernel"], &[xo.dtype, dyo.dtype, dko.dtype])?;
@@ -120,21 +124,6 @@ fn forward_config(geo: &ConvGeometry) -> LaunchConfig {
     let n_tiles = geo.group_out().div_ceil(TILE).clamp(1, 65_535) as u32;
     let groups = geo.groups.clamp(1, 65_535) as u32;
     LaunchConfig { grid_dim: (m_tiles, n_tiles, groups), block_dim: (FORWARD_THREADS, 1, 1), shared_mem_bytes: 0 }
-}
-
-/// The CPU backend's rule: a convolution or pooling never writes a buffer it reads.
-pub(crate) fn refuse_alias(
-    kernel: &str,
-    inputs: &[keras_backend_api::BufferId],
-    out: keras_backend_api::BufferId,
-) -> Result<()> {
-    if inputs.contains(&out) {
-        return Err(BackendError::invalid(format!(
-            "{kernel}: the output buffer {} is also an input; this kernel cannot work in place",
-            out.0
-        )));
-    }
-    Ok(())
 }
 
 /// The common float dtype of a kernel's tensors (named by `names`, with `dtypes`): the CPU's

@@ -17,7 +17,7 @@ use crate::{
     Device, Result,
     device::{self, Kernel, Operand},
     index::{Space, View},
-    ops::{bits_suffix, dtype_suffix},
+    ops::{bits_suffix, dtype_suffix, refuse_alias},
 };
 
 const MODULE: &str = "elementwise";
@@ -334,7 +334,7 @@ pub fn select(
     // Contract 1.1: `out` may be a branch of its own shape. Each thread reads its element of
     // the branch before writing the same element of `out`, so that is safe; `cond` (another
     // dtype unless `out` is Bool) never is `out`.
-    refuse_alias(KERNEL, &[inputs[0].1], &out)?;
+    refuse_alias(KERNEL, &[inputs[0].1], out)?;
     check_alias_shape(KERNEL, &[("on_true", &inputs[1].1), ("on_false", &inputs[2].1)], &out)?;
     let co = device.operand(KERNEL, "cond", cond)?;
     let to = device.operand(KERNEL, "on_true", on_true)?;
@@ -385,7 +385,7 @@ pub fn select(
 /// integer wraps; anything to `Bool` is `x != 0`; `Bool` to a number is 0 or 1.
 pub fn cast(device: &Device, x: TensorRef<'_>, out: TensorRef<'_>) -> Result<()> {
     const KERNEL: &str = "cast";
-    refuse_alias(KERNEL, &[x], &out)?;
+    refuse_alias(KERNEL, &[x], out)?;
     let xo = device.operand(KERNEL, "x", x)?;
     let o = device.operand(KERNEL, "out", out)?;
     if x.shape.as_slice() != out.shape.as_slice() {
@@ -422,7 +422,7 @@ pub fn batch_norm(
     out: TensorRef<'_>,
 ) -> Result<()> {
     const KERNEL: &str = "batch_norm";
-    refuse_alias(KERNEL, &[x, mean, var, beta, gamma], &out)?;
+    refuse_alias(KERNEL, &[x, mean, var, beta, gamma], out)?;
     let xo = device.operand(KERNEL, "x", x)?;
     let params = [("mean", mean), ("var", var), ("beta", beta), ("gamma", gamma)];
     let mut operands = Vec::with_capacity(params.len());
@@ -488,18 +488,6 @@ pub fn batch_norm(
 /// The cpu backend's error for an argument of the wrong dtype.
 fn wrong_dtype(kernel: &str, name: &str, got: DType, want: DType) -> BackendError {
     BackendError::invalid(format!("{kernel}: `{name}` is {got} but must be {want} here"))
-}
-
-/// Kernels that cannot work in place refuse an input that is the output buffer, as the cpu
-/// backend does.
-fn refuse_alias(kernel: &str, inputs: &[TensorRef<'_>], out: &TensorRef<'_>) -> Result<()> {
-    if inputs.iter().any(|t| t.buffer == out.buffer) {
-        return Err(BackendError::invalid(format!(
-            "{kernel}: the output buffer {} is also an input; this kernel cannot work in place",
-            out.buffer.0
-        )));
-    }
-    Ok(())
 }
 
 /// An element-wise kernel may write into the buffer of its first input that is `out`, but only

@@ -16,7 +16,7 @@ use crate::{
     Device, Result,
     device::{Kernel, Operand, driver_error, grid_1d},
     index::{Space, View},
-    ops::{dtype_suffix, reduce::refuse_alias},
+    ops::{dtype_suffix, refuse_alias},
 };
 
 const KERNEL: &str = "matmul";

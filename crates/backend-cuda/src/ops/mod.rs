@@ -10,7 +10,22 @@ pub mod random;
 pub mod reduce;
 pub mod window;
 
-use keras_backend_api::DType;
+use keras_backend_api::{BackendError, DType, TensorRef};
+
+use crate::Result;
+
+/// Refuses an `out` that is also one of `inputs`, with the cpu backend's message: every kernel
+/// but the element-wise ones that may work in place (unary, binary, select's branches) reads
+/// elements that other threads write.
+pub(crate) fn refuse_alias(kernel: &str, inputs: &[TensorRef<'_>], out: TensorRef<'_>) -> Result<()> {
+    if inputs.iter().any(|t| t.buffer == out.buffer) {
+        return Err(BackendError::invalid(format!(
+            "{kernel}: the output buffer {} is also an input; this kernel cannot work in place",
+            out.buffer.0
+        )));
+    }
+    Ok(())
+}
 
 /// The suffix of a kernel instantiated for `dtype` (`exp_f32`, `add_i64`...). Matches the
 /// typedef names of `common.cuh`.

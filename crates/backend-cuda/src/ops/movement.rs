@@ -17,7 +17,7 @@ use keras_backend_api::{BackendError, DType, Layout, TensorRef, shape};
 
 // Pad fills its border with `fill` itself, and one-hot writes its 1 with fill's conversion.
 use super::elementwise::{fill_bits, fill_operand};
-use super::{bits_suffix, dtype_suffix};
+use super::{bits_suffix, dtype_suffix, refuse_alias};
 use crate::{
     Device, Result,
     device::{Kernel, Operand, driver_error, grid_1d},
@@ -88,18 +88,6 @@ fn check_view(kernel: &str, what: &str, len: usize, space: &[usize], view: &Stri
 }
 
 // ----- argument checks shared with the cpu backend -----
-
-/// The cpu backend runs these kernels through a buffer table that refuses `out` among the
-/// inputs; so does this one, with the same message.
-fn refuse_alias(kernel: &str, inputs: &[TensorRef<'_>], out: TensorRef<'_>) -> Result<()> {
-    if inputs.iter().any(|t| t.buffer == out.buffer) {
-        return Err(BackendError::invalid(format!(
-            "{kernel}: the output buffer {} is also an input; this kernel cannot work in place",
-            out.buffer.0
-        )));
-    }
-    Ok(())
-}
 
 /// Checks that `out` has the `expected` shape.
 fn check_out_shape(kernel: &str, out: &[usize], expected: &[usize], from: impl Display) -> Result<()> {

@@ -12,10 +12,7 @@ mod cudnn;
 
 use keras_backend_api::{BackendError, PoolMode, PoolParams, TensorRef, window::PoolGeometry};
 
-use super::{
-    conv::{float_dtype, refuse_alias},
-    window::WindowGeo,
-};
+use super::{conv::float_dtype, refuse_alias, window::WindowGeo};
 use crate::{
     ConvPath, Device, Result,
     device::{Kernel, grid_1d},
@@ -28,7 +25,7 @@ const MODULE: &str = "pool";
 /// window wholly in the padding gives 0).
 pub fn pool(d: &Device, x: TensorRef<'_>, out: TensorRef<'_>, p: &PoolParams<'_>) -> Result<()> {
     const KERNEL: &str = "pool";
-    refuse_alias(KERNEL, &[x.buffer], out.buffer)?;
+    refuse_alias(KERNEL, &[x], out)?;
     let (xo, yo) = (d.operand(KERNEL, "x", x)?, d.operand(KERNEL, "out", out)?);
     let geo = PoolGeometry::new(KERNEL, "out", &x.shape, &out.shape, p)?;
     let dtype = pair_dtype(KERNEL, xo.dtype, yo.dtype)?;
@@ -55,7 +52,7 @@ pub fn pool_backward(
     p: &PoolParams<'_>,
 ) -> Result<()> {
     const KERNEL: &str = "pool_backward";
-    refuse_alias(KERNEL, &[x.buffer, dy.buffer], dx.buffer)?;
+    refuse_alias(KERNEL, &[x, dy], dx)?;
     let (xo, dyo, dxo) = (d.operand(KERNEL, "x", x)?, d.operand(KERNEL, "dy", dy)?, d.operand(KERNEL, "out", dx)?);
     let geo = PoolGeometry::backward(&x.shape, &dy.shape, &dx.shape, p)?;
     let dtype = float_dtype(KERNEL, &["x", "dy", "dx"], &[xo.dtype, dyo.dtype, dxo.dtype])?;

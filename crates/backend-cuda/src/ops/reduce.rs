@@ -13,7 +13,7 @@ use crate::{
     Device, Result,
     device::{Kernel, grid_1d},
     index::{Space, View},
-    ops::dtype_suffix,
+    ops::{dtype_suffix, refuse_alias},
 };
 
 /// The module of this family's kernels.
@@ -36,18 +36,6 @@ fn one_thread_per_output(outputs: usize, per_output: usize) -> bool {
 fn block_grid(outputs: usize) -> LaunchConfig {
     let blocks = outputs.clamp(1, MAX_BLOCKS) as u32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
-}
-
-/// The cpu backend refuses an output that is also an input for these kernels; so does this
-/// one (a reduction or softmax reading what it writes would race across threads).
-pub(crate) fn refuse_alias(kernel: &str, inputs: &[TensorRef<'_>], out: TensorRef<'_>) -> Result<()> {
-    if inputs.iter().any(|t| t.buffer == out.buffer) {
-        return Err(BackendError::invalid(format!(
-            "{kernel}: the output buffer {} is also an input; this kernel cannot work in place",
-            out.buffer.0
-        )));
-    }
-    Ok(())
 }
 
 /// `x`'s axes split into the kept ones (walked by output index) and the reduced ones, each
