@@ -4,7 +4,7 @@
 //! Nodes are reference-counted and never mutated, so a graph is just the set of nodes reachable
 //! from the tensors a caller holds; there is no global graph object to reset. Every node gets a
 //! process-unique id, which orders nodes (inputs are always older than their users) and keys
-//! the caches of [`crate::exec`].
+//! the executor's caches (`exec`).
 
 use std::{
     collections::HashSet,
