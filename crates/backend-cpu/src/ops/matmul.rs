@@ -6,7 +6,7 @@
 //! backend built on these kernels supplies (OpenBLAS for `blas`), so that such a backend reuses
 //! the batching, broadcasting and im2col logic here instead of copying it.
 
-use std::{cell::RefCell, ops::Range};
+use std::{cell::RefCell, ops::Range, thread::LocalKey};
 
 use keras_backend_api::{BackendError, shape};
 use rayon::prelude::*;
@@ -265,14 +265,18 @@ fn rust_gemm<T: GemmScalar>(problem: GemmProblem<'_, T>) {
 const DIRECT_MAX_K: usize = 2048;
 
 thread_local! {
-    /// [`direct_f32`]'s scratch on each thread (a packed panel of `rhs`, or the result panels
-    /// of the caller), kept between calls so that a training step's GEMMs do not allocate and
-    /// fault it in again each time; at most [`MAX_RESULT_PANEL_BYTES`].
-    static PACKING: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// [`direct_f32`]'s packed panel of `rhs` on each thread, kept between calls so that a
+    /// training step's GEMMs do not allocate and fault it in again each time; at most
+    /// `DIRECT_MAX_K × BLOCK` floats.
+    static PACKED_PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The result panels of a panel split, on the calling thread; at most
+    /// [`MAX_RESULT_PANEL_BYTES`]. Apart from [`PACKED_PANEL`] because the caller runs some of
+    /// the split's tasks itself while it holds these.
+    static RESULT_PANELS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Most bytes of result panels the panel split buffers; larger results split the rows. With a
-/// packed panel at most `DIRECT_MAX_K × BLOCK` floats (512 KiB), this bounds every [`PACKING`]
+/// packed panel at most `DIRECT_MAX_K × BLOCK` floats (512 KiB), this bounds every scratch
 /// buffer, so the direct path never makes a large allocation the caller did not.
 const MAX_RESULT_PANEL_BYTES: usize = 4 << 20;
 
@@ -337,7 +341,7 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
     // Rows `rows` of the result into `dst_rows` (whose first row is `rows.start`), one panel
     // after another through this thread's packing buffer.
     let row_block = |rows: Range<usize>, dst_rows: &mut [f32]| {
-        with_packing_buffer(panel_len, |panel| {
+        with_scratch(&PACKED_PANEL, panel_len, |panel| {
             for p in 0..panels {
                 pack(p, panel);
                 multiply(p, panel, rows.clone(), &mut dst_rows[p * BLOCK..], ldc);
@@ -363,9 +367,9 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
         // computes all the rows into a buffer of its own, rows `BLOCK` apart: `dst`'s columns
         // cannot be lent to tasks. The buffers are copied into `dst` at the end.
         let out_len = m * BLOCK;
-        with_packing_buffer(panels * out_len, |outs| {
+        with_scratch(&RESULT_PANELS, panels * out_len, |outs| {
             outs.par_chunks_mut(out_len).enumerate().for_each(|(p, out)| {
-                with_packing_buffer(panel_len, |panel| {
+                with_scratch(&PACKED_PANEL, panel_len, |panel| {
                     pack(p, panel);
                     multiply(p, panel, 0..m, out, BLOCK);
                 })
@@ -382,11 +386,11 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
     true
 }
 
-/// Calls `body` with `len` floats of this thread's [`PACKING`] buffer (content unspecified),
-/// or, when the thread is already using it (a GEMM inside a task of another one), with a new
+/// Calls `body` with `len` floats of this thread's `scratch` buffer (content unspecified), or,
+/// when the thread is already using it (a GEMM inside a task of another one), with a new
 /// buffer.
-fn with_packing_buffer(len: usize, body: impl FnOnce(&mut [f32])) {
-    PACKING.with(|cell| {
+fn with_scratch(scratch: &'static LocalKey<RefCell<Vec<f32>>>, len: usize, body: impl FnOnce(&mut [f32])) {
+    scratch.with(|cell| {
         let mut own = Vec::new();
         let mut borrowed = cell.try_borrow_mut();
         let buffer: &mut Vec<f32> = match borrowed.as_deref_mut() {

@@ -491,7 +491,7 @@ fn wrong_dtype(kernel: &str, name: &str, got: DType, want: DType) -> BackendErro
 }
 
 /// An element-wise kernel may write into the buffer of its first input that is `out`, but only
-/// under `out`'s shape (the cpu backend's rule for unary and binary).
+/// under `out`'s shape (the cpu backend's rule for unary, binary and select's branches).
 fn check_alias_shape(kernel: &str, inputs: &[(&str, &TensorRef<'_>)], out: &TensorRef<'_>) -> Result<()> {
     if let Some((name, t)) = inputs.iter().find(|(_, t)| t.buffer == out.buffer)
         && t.shape.as_slice() != out.shape.as_slice()

@@ -8,7 +8,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use keras_backend_api::{CONTRACT_MAJOR, DType, MINOR_SELECT_IN_PLACE};
+use keras_backend_api::{DType, MINOR_SELECT_IN_PLACE};
 
 use super::kernels;
 use crate::{
@@ -198,8 +198,8 @@ impl Plan {
                 steps[*step].release.push(slot);
             }
         }
-        let contract = backend.contract_version();
-        let select_in_place = contract.major == CONTRACT_MAJOR && contract.minor >= MINOR_SELECT_IN_PLACE;
+        // The loader refuses another MAJOR, so the minor says it all.
+        let select_in_place = backend.contract_version().minor >= MINOR_SELECT_IN_PLACE;
         Ok(Plan { steps, outputs, updates, select_in_place })
     }
 
