@@ -671,6 +671,7 @@ mod tests {
     use crate::CpuStorage;
     use crate::ops::matmul::RustGemm;
     use crate::ops::window::test_support::{dot, flat, indices, values};
+    use crate::ops::winograd::Winograd;
 
     /// Deterministic pseudo-random values in [-1, 1) (a 64-bit LCG).
     fn noise(len: usize, seed: u64) -> Vec<f64> {
@@ -1114,8 +1115,16 @@ mod tests {
             Case::new(CL, &[5, 6], &[2, 2]).channels(5, 18, 1).pad(&[3, 2], &[0, 0]),
             Case::new(CL, &[21], &[3]).channels(17, 40, 1).pad(&[1], &[1]),
             Case::new(CL, &[4, 64], &[3, 3]).channels(16, 64, 1).pad(&[1, 1], &[1, 1]),
+            // Winograd: a row of tiles split over chunks (65 tiles, 32 a chunk); a chunk of
+            // several rows of tiles (80 channels: 25 tiles a chunk, 3 rows of 7), an odd
+            // output width, padding at one side only and 24 output channels.
+            Case::new(CL, &[5, 130], &[3, 3]).channels(64, 64, 1).pad(&[1, 1], &[1, 1]),
+            Case::new(CL, &[11, 14], &[3, 3]).channels(80, 24, 1).batch(2).pad(&[0, 1], &[2, 0]),
         ]);
-        check_f32_against_f64(&cases);
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| check_f32_against_f64(&cases));
+        }
     }
 
     /// The f32 forward and gradients of each case against the f64 GEMM path, with tolerances
@@ -1198,6 +1207,18 @@ mod tests {
         assert!(geometry(&plain.clone().dilation(&[1, 2])).direct().is_none());
         assert!(geometry(&plain.clone().channels(4, 6, 2)).direct().is_none());
         assert!(geometry(&Case::new(Layout::ChannelsLast, &[3, 3, 3], &[2, 2, 2])).direct().is_none());
+        // Winograd takes 3×3 kernels at stride 1 with 16 channels or more on both sides.
+        let winograd = |case: Case| match geometry(&case).direct() {
+            Some(Direct::Last(d)) => Winograd::new(&d).is_some(),
+            _ => false,
+        };
+        let wide = plain.clone().channels(16, 16, 1);
+        assert_eq!(winograd(wide.clone()), avx512);
+        assert_eq!(winograd(wide.clone().pad(&[2, 0], &[0, 1])), avx512);
+        assert!(!winograd(wide.clone().strides(&[1, 2])));
+        assert!(!winograd(wide.clone().channels(15, 16, 1)));
+        assert!(!winograd(wide.clone().channels(16, 15, 1)));
+        assert!(!winograd(Case::new(Layout::ChannelsLast, &[5, 5], &[3, 2]).channels(16, 16, 1)));
         let first = Case { layout: Layout::ChannelsFirst, ..plain.clone() };
         assert!(matches!(geometry(&first).direct(), Some(Direct::First(_))) == avx512);
         // Every row width runs direct, but the filter gradient of rows narrower than

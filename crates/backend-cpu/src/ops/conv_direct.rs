@@ -14,6 +14,9 @@
 //!   whose window crosses the left or right edge run with the run clipped: down the edge
 //!   column, as one tile over the rows whose window is inside vertically (their runs differ
 //!   only by a whole input row), else as 1-pixel tiles.
+//!   A 3×3 kernel at stride 1 with 16 channels or more on both sides goes to
+//!   [`winograd`](super::winograd) instead, which runs the same tile on 2.25 times fewer
+//!   products.
 //! * Data gradient, stride 1 ([`DirectConv::backward_data`]): the forward convolution of
 //!   `dy` with the kernel flipped spatially and its channel axes swapped, padded
 //!   `k - 1 - pad_before` before.
@@ -41,6 +44,7 @@ use rayon::prelude::*;
 
 use super::element::several_threads;
 use super::window::Window;
+use super::winograd::Winograd;
 
 /// Output channels one tile covers: 4 zmm vectors of 16 floats.
 pub(super) const BLOCK: usize = 64;
@@ -219,19 +223,14 @@ impl DirectConv {
         if x.len() != self.batch * x_len || y.len() != self.batch * y_len || kernel.len() != self.kernel_len() {
             return false;
         }
-        let block_len = ROWS_PER_TASK * self.wo * self.cout;
-        let one_block = |b: usize, k: usize, y_block: &mut [f32]| {
-            self.forward_rows(&x[b * x_len..(b + 1) * x_len], kernel, k * ROWS_PER_TASK, y_block);
-        };
-        if several_threads() {
-            y.par_chunks_mut(y_len).enumerate().for_each(|(b, y_b)| {
-                y_b.par_chunks_mut(block_len).enumerate().for_each(|(k, y_block)| one_block(b, k, y_block));
-            });
-        } else {
-            for (b, y_b) in y.chunks_mut(y_len).enumerate() {
-                y_b.chunks_mut(block_len).enumerate().for_each(|(k, y_block)| one_block(b, k, y_block));
-            }
+        if let Some(winograd) = Winograd::new(self) {
+            winograd.forward(x, kernel, y);
+            return true;
         }
+        let block_len = ROWS_PER_TASK * self.wo * self.cout;
+        for_each_row_block(y, self.batch, block_len, |b, k, y_block| {
+            self.forward_rows(&x[b * x_len..(b + 1) * x_len], kernel, k * ROWS_PER_TASK, y_block);
+        });
         true
     }
 
@@ -499,6 +498,30 @@ pub(super) fn sum_over_batch(
         .collect();
     for partial in partials {
         dkernel.iter_mut().zip(partial).for_each(|(d, p)| *d += p);
+    }
+}
+
+/// Calls `body(b, k, block)` for block `k` of `block_len` elements (the last one of an image
+/// shorter) of each of the `batch` images that `y` holds, on rayon's pool when it has
+/// [`several_threads`]: the task split of the forward kernels, whole output rows per block.
+pub(super) fn for_each_row_block(
+    y: &mut [f32],
+    batch: usize,
+    block_len: usize,
+    body: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    let y_len = y.len() / batch.max(1);
+    if y_len == 0 {
+        return;
+    }
+    if several_threads() {
+        y.par_chunks_mut(y_len).enumerate().for_each(|(b, y_b)| {
+            y_b.par_chunks_mut(block_len).enumerate().for_each(|(k, y_block)| body(b, k, y_block));
+        });
+    } else {
+        for (b, y_b) in y.chunks_mut(y_len).enumerate() {
+            y_b.chunks_mut(block_len).enumerate().for_each(|(k, y_block)| body(b, k, y_block));
+        }
     }
 }
 

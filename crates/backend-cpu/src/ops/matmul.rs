@@ -389,7 +389,7 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
 /// Calls `body` with `len` floats of this thread's `scratch` buffer (content unspecified), or,
 /// when the thread is already using it (a GEMM inside a task of another one), with a new
 /// buffer.
-fn with_scratch(scratch: &'static LocalKey<RefCell<Vec<f32>>>, len: usize, body: impl FnOnce(&mut [f32])) {
+pub(super) fn with_scratch(scratch: &'static LocalKey<RefCell<Vec<f32>>>, len: usize, body: impl FnOnce(&mut [f32])) {
     scratch.with(|cell| {
         let mut own = Vec::new();
         let mut borrowed = cell.try_borrow_mut();

@@ -15,6 +15,7 @@ pub mod random;
 pub mod reduce;
 pub mod vmath;
 pub mod window;
+pub mod winograd;
 
 use crate::CpuStorage;
 
