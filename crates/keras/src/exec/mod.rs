@@ -7,6 +7,7 @@ mod lower;
 pub(crate) mod plan;
 
 use std::{
+    borrow::Cow,
     cell::RefCell,
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -136,9 +137,11 @@ impl Function {
         plan.run(&self.backend, &converted, learning_phase)
     }
 
-    /// The feeds checked against the inputs and converted to their dtypes, their shapes (the
-    /// plan's signature), and the learning phase they set.
-    fn conform_feeds(&self, feeds: &[Array]) -> Result<(Vec<Array>, Vec<Vec<usize>>, bool)> {
+    /// The feeds checked against the inputs and converted to their dtypes (borrowed when
+    /// they already have them: a training step's batch is not copied on the host before
+    /// its upload), their shapes (the plan's signature), and the learning phase they set.
+    #[allow(clippy::type_complexity)]
+    fn conform_feeds<'a>(&self, feeds: &'a [Array]) -> Result<(Vec<Cow<'a, Array>>, Vec<Vec<usize>>, bool)> {
         if feeds.len() != self.inputs.len() {
             return Err(Error::graph(
                 "function",
@@ -195,7 +198,7 @@ impl Function {
 /// Checks feed `k` against its placeholder and converts its dtype when they differ, as Keras
 /// converts NumPy arrays (float to integer truncates; anything to bool is `!= 0`): rank and
 /// every known size must match.
-fn conform(k: usize, input: &Tensor, feed: &Array) -> Result<Array> {
+fn conform<'a>(k: usize, input: &Tensor, feed: &'a Array) -> Result<Cow<'a, Array>> {
     let fits =
         feed.ndim() == input.ndim() && input.shape().iter().zip(feed.shape()).all(|(d, &n)| d.is_none_or(|d| d == n));
     if !fits {
@@ -209,7 +212,7 @@ fn conform(k: usize, input: &Tensor, feed: &Array) -> Result<Array> {
         ));
     }
     if feed.dtype() == input.dtype() {
-        return Ok(feed.clone());
+        return Ok(Cow::Borrowed(feed));
     }
-    Array::from_f64s(input.dtype(), feed.shape(), &feed.to_f64_vec())
+    Array::from_f64s(input.dtype(), feed.shape(), &feed.to_f64_vec()).map(Cow::Owned)
 }

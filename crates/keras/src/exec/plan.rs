@@ -6,7 +6,7 @@
 //! Such a node may only be an output of a function, so nothing downstream needs a shape
 //! before the call.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
 use keras_backend_api::{DType, MINOR_SELECT_IN_PLACE};
 
@@ -205,7 +205,7 @@ impl Plan {
 
     /// Runs the plan: outputs are downloaded, then every update replaces its variable's
     /// buffer, so each update read the values from before the call.
-    pub(crate) fn run(&self, backend: &Backend, feeds: &[Array], learning_phase: bool) -> Result<Vec<Array>> {
+    pub(crate) fn run(&self, backend: &Backend, feeds: &[Cow<'_, Array>], learning_phase: bool) -> Result<Vec<Array>> {
         // Every variable as they all are at this one moment, however long the call runs.
         let mut snapshot: Vec<Option<Arc<Buffer>>> = {
             let _reading = VARIABLES.read();
