@@ -214,7 +214,7 @@ fn run_case(args: &BenchArgs, id: &str) -> Result<(), Error> {
     };
     // The workloads are defined in float32 whatever keras.json's floatx says.
     K::set_floatx(DType::F32)?;
-    let baseline_rss = measure::rss_bytes();
+    let (baseline_rss, baseline_anon) = (measure::rss_bytes(), measure::anon_rss_bytes());
     let (prepared, timing, soak) = K::with_backend(&backend, || {
         let prepared = workloads::prepare(case)?;
         let warmup = args.warmup as usize;
@@ -230,6 +230,7 @@ fn run_case(args: &BenchArgs, id: &str) -> Result<(), Error> {
     let live_set = K::with_backend(&backend, || prepared.function.peak_live_bytes(&prepared.feeds))?;
     let mut row = case_row(case, &backend, &prepared, &timing);
     row["baseline_rss_bytes"] = json!(baseline_rss);
+    row["baseline_anon_rss_bytes"] = json!(baseline_anon);
     row["live_set_bytes"] = json!(live_set);
     if let Some(soak) = soak {
         row["steps"] = json!(soak.steps);
@@ -237,8 +238,16 @@ fn run_case(args: &BenchArgs, id: &str) -> Result<(), Error> {
         row["rss_after_steps_bytes"] = json!(soak.rss_after_steps);
         row["peak_rss_bytes"] = json!(soak.peak_rss);
         // What the run holds above the process it started in, per byte it cannot do without.
+        row["mapped_rss_after_warmup_bytes"] = json!(soak.mapped_rss_after_warmup);
+        row["mapped_rss_after_steps_bytes"] = json!(soak.mapped_rss_after_steps);
+        row["peak_anon_rss_bytes"] = json!(soak.peak_anon_rss);
         if let (Some(peak), Some(base)) = (soak.peak_rss, baseline_rss) {
             row["peak_over_live_set"] = json!(peak.saturating_sub(base) as f64 / live_set.max(1) as f64);
+        }
+        // The same for anonymous memory alone: the bytes the run allocated, without the pages
+        // of code the kernels fault in.
+        if let (Some(peak), Some(base)) = (soak.peak_anon_rss, baseline_anon) {
+            row["peak_anon_over_live_set"] = json!(peak.saturating_sub(base) as f64 / live_set.max(1) as f64);
         }
     }
     print_line(&row.to_string())
@@ -332,6 +341,16 @@ impl Output {
                 mib("baseline_rss_bytes"),
                 mib("live_set_bytes"),
             ))?;
+            if let Some(anon_ratio) = row["peak_anon_over_live_set"].as_f64() {
+                print_line(&format!(
+                    "  anonymous memory (heap, stacks): peak {} MiB, {} MiB before the workload = {anon_ratio:.2}x \
+                     the live set; mapped code and data {} MiB after the warm-up, {} MiB at the end",
+                    mib("peak_anon_rss_bytes"),
+                    mib("baseline_anon_rss_bytes"),
+                    mib("mapped_rss_after_warmup_bytes"),
+                    mib("mapped_rss_after_steps_bytes"),
+                ))?;
+            }
         }
         Ok(())
     }

@@ -82,6 +82,19 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// The process's anonymous resident memory now (`RssAnon`: heap, stacks and anonymous maps,
+/// where tensors live), where the system reports it.
+pub fn anon_rss_bytes() -> Option<u64> {
+    status_bytes("RssAnon:")
+}
+
+/// The process's resident file-backed and shared memory now (`RssFile` + `RssShmem`: mapped
+/// code and data of the executable and the libraries, the backend plugin's kernels among
+/// them), where the system reports it.
+pub fn mapped_rss_bytes() -> Option<u64> {
+    Some(status_bytes("RssFile:")? + status_bytes("RssShmem:")?)
+}
+
 /// A `kB` field of `/proc/self/status`, in bytes.
 fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -101,6 +114,16 @@ pub struct Soak {
     pub rss_after_steps: Option<u64>,
     /// Peak RSS over the timed calls (the warm-up excluded), where it could be reset.
     pub peak_rss: Option<u64>,
+    /// File-backed and shared RSS ([`mapped_rss_bytes`]) once the warm-up calls are done.
+    pub mapped_rss_after_warmup: Option<u64>,
+    /// The same after the last call.
+    pub mapped_rss_after_steps: Option<u64>,
+    /// The most anonymous memory the timed calls can have held: [`peak_rss`](Self::peak_rss)
+    /// less the mapped pages resident after the warm-up. Linux keeps no peak of `RssAnon`,
+    /// but the warm-up has run every kernel once, and mapped pages only grow while memory is
+    /// plentiful, so at the peak they were at least as many as after the warm-up. `None`
+    /// when they shrank during the run (pages were reclaimed, and the bound does not hold).
+    pub peak_anon_rss: Option<u64>,
 }
 
 /// Calls `prepared` `warmup` times, resets the peak RSS, then times `steps` calls:
@@ -111,12 +134,26 @@ pub fn soak(prepared: &Prepared, warmup: usize, steps: usize) -> Result<(Timing,
     }
     let reset = reset_peak_rss();
     let rss_after_warmup = rss_bytes();
+    let mapped_rss_after_warmup = mapped_rss_bytes();
     let timing = Timing { warmup, ..time_calls(prepared, 0, Some(steps))? };
+    let peak_rss = if reset { peak_rss_bytes() } else { None };
+    unsafe extern "C" {
+        fn malloc_stats();
+    }
+    unsafe { malloc_stats() };
+    let mapped_rss_after_steps = mapped_rss_bytes();
+    let peak_anon_rss = match (peak_rss, mapped_rss_after_warmup, mapped_rss_after_steps) {
+        (Some(peak), Some(before), Some(after)) if after >= before => Some(peak.saturating_sub(before)),
+        _ => None,
+    };
     let soak = Soak {
         steps,
         rss_after_warmup,
         rss_after_steps: rss_bytes(),
-        peak_rss: if reset { peak_rss_bytes() } else { None },
+        peak_rss,
+        mapped_rss_after_warmup,
+        mapped_rss_after_steps,
+        peak_anon_rss,
     };
     Ok((timing, soak))
 }
@@ -141,6 +178,9 @@ mod tests {
         assert_eq!(buffer.iter().map(|&b| b as u64).sum::<u64>(), buffer.len() as u64);
         drop(buffer);
         assert!(rss_bytes().expect("Linux reports VmRSS") > 0);
+        let (anon, mapped) = (anon_rss_bytes().expect("RssAnon"), mapped_rss_bytes().expect("RssFile, RssShmem"));
+        // The test binary's own code is mapped; the heap holds at least the test harness.
+        assert!(anon > 0 && mapped > 0, "anon {anon}, mapped {mapped}");
         if reset_peak_rss() {
             // The peak starts again from the current RSS, without the freed buffer.
             let after = peak_rss_bytes().expect("Linux reports VmHWM");
