@@ -510,7 +510,7 @@ pub(super) fn for_each_row_block(
     block_len: usize,
     body: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) {
-    let y_len = y.len() / batch.max(1);
+    let (y_len, block_len) = (y.len() / batch.max(1), block_len.max(1));
     if y_len == 0 {
         return;
     }

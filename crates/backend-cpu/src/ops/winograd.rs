@@ -119,7 +119,8 @@ impl<'a> Winograd<'a> {
     }
 
     /// `V` for the tiles `chunk` (numbered row-major over the image) of the image `x_b`:
-    /// position `p` of tile `t` of the chunk at `v[(p·tiles + t)·cin..]`.
+    /// position `p` of tile `t` of the chunk at `v[p·stride + t·cin..][..cin]`, with the
+    /// [`position_stride`] of the chunk.
     fn transform_input(&self, x_b: &[f32], chunk: Range<usize>, v: &mut [f32]) {
         let p = self.plane;
         let (cin, tiles) = (p.cin, chunk.len());
