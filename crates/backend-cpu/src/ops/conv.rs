@@ -15,7 +15,7 @@
 //! and of the output. The backward kernels run the same GEMMs transposed: backward-data
 //! multiplies into a patch matrix and scatters it back (col2im), backward-filter multiplies
 //! the output gradient by the patch matrix. Output positions are taken in chunks so the
-//! scratch stays under [`SCRATCH_ELEMENTS`] per worker, and batch elements run in parallel.
+//! scratch stays under `SCRATCH_ELEMENTS` per worker, and batch elements run in parallel.
 //! A 1×1 kernel with stride 1 and no padding reads the input as the patch matrix directly.
 
 use std::ops::Range;

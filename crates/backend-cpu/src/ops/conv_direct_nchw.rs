@@ -166,7 +166,7 @@ impl NchwConv {
     }
 
     /// Whether [`backward_filter`](Self::backward_filter) runs here: output rows of at least
-    /// [`MIN_FILTER_WIDTH`] pixels, and more than a pointwise kernel.
+    /// `MIN_FILTER_WIDTH` pixels, and more than a pointwise kernel.
     pub fn takes_backward_filter(&self) -> bool {
         self.wo >= MIN_FILTER_WIDTH && !self.is_pointwise()
     }

@@ -2,7 +2,7 @@
 //! one-hot, nearest resize. Every dtype.
 //!
 //! Permute, slice, reverse, tile and repeat are all strided views of their input, copied out
-//! by [`copy_strided`]; gather, scatter-add and resize move whole blocks along one axis.
+//! by `copy_strided`; gather, scatter-add and resize move whole blocks along one axis.
 
 use std::borrow::Cow;
 

@@ -1,9 +1,9 @@
 //! Reductions over axis sets, and arg-reductions.
 //!
 //! A reduction first coalesces `x`'s shape into alternating kept and reduced groups (dropping
-//! axes of length 1), then picks a loop by the pattern: reduced axes trailing ([`Plan::Rows`],
-//! contiguous rows), one reduced group followed by kept axes ([`Plan::Columns`], accumulated
-//! row by row in cache-friendly vectors), or anything else ([`Plan::General`], offsets from
+//! axes of length 1), then picks a loop by the pattern: reduced axes trailing (`Plan::Rows`,
+//! contiguous rows), one reduced group followed by kept axes (`Plan::Columns`, accumulated
+//! row by row in cache-friendly vectors), or anything else (`Plan::General`, offsets from
 //! `StridedIndex`). Float sums accumulate in `f64`; integer sums and products wrap.
 
 use half::f16;
