@@ -237,18 +237,15 @@ fn run_case(args: &BenchArgs, id: &str) -> Result<(), Error> {
         row["rss_after_warmup_bytes"] = json!(soak.rss_after_warmup);
         row["rss_after_steps_bytes"] = json!(soak.rss_after_steps);
         row["peak_rss_bytes"] = json!(soak.peak_rss);
-        // What the run holds above the process it started in, per byte it cannot do without.
         row["mapped_rss_after_warmup_bytes"] = json!(soak.mapped_rss_after_warmup);
         row["mapped_rss_after_steps_bytes"] = json!(soak.mapped_rss_after_steps);
         row["peak_anon_rss_bytes"] = json!(soak.peak_anon_rss);
-        if let (Some(peak), Some(base)) = (soak.peak_rss, baseline_rss) {
-            row["peak_over_live_set"] = json!(peak.saturating_sub(base) as f64 / live_set.max(1) as f64);
-        }
-        // The same for anonymous memory alone: the bytes the run allocated, without the pages
-        // of code the kernels fault in.
-        if let (Some(peak), Some(base)) = (soak.peak_anon_rss, baseline_anon) {
-            row["peak_anon_over_live_set"] = json!(peak.saturating_sub(base) as f64 / live_set.max(1) as f64);
-        }
+        // What the run holds above the process it started in, per byte it cannot do without:
+        // all of it, and anonymous memory alone (without the pages of code the kernels fault in).
+        let over_live_set =
+            |peak: Option<u64>, base: Option<u64>| Some(peak?.saturating_sub(base?) as f64 / live_set.max(1) as f64);
+        row["peak_over_live_set"] = json!(over_live_set(soak.peak_rss, baseline_rss));
+        row["peak_anon_over_live_set"] = json!(over_live_set(soak.peak_anon_rss, baseline_anon));
     }
     print_line(&row.to_string())
 }

@@ -558,7 +558,7 @@ pub(super) fn avx512() -> bool {
 }
 
 /// Lane masks of the `nv` vectors covering `width` channels (`16·(nv-1) < width ≤ 16·nv`).
-fn masks<const NV: usize>(width: usize) -> [u16; NV] {
+pub(super) fn masks<const NV: usize>(width: usize) -> [u16; NV] {
     std::array::from_fn(|v| {
         let lanes = width.saturating_sub(16 * v).min(16);
         ((1u32 << lanes) - 1) as u16

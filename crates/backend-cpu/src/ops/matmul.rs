@@ -61,8 +61,8 @@ pub trait GemmEngine: Send + Sync {
 }
 
 /// The engine of the `cpu` backend, on rayon's pool: f32 products on the direct register
-/// tiles where they take it (`k` up to 2048, at least 16 columns or small products of 8, AVX-512), everything else on
-/// the `gemm` crate.
+/// tiles where they take it (AVX-512, `k` up to 2048, and 16 columns or more, or 8 to 15 in a
+/// small product), everything else on the `gemm` crate.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RustGemm;
 

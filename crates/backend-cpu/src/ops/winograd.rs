@@ -31,7 +31,9 @@ use std::{cell::RefCell, ops::Range};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::conv_direct::{BLOCK, MIN_LANES, PixelStep, Plane, Run, for_each_row_block, forward_tile, max_rows, split};
+use super::conv_direct::{
+    BLOCK, MIN_LANES, PixelStep, Plane, Run, for_each_row_block, forward_tile, masks, max_rows, split,
+};
 use super::matmul::with_scratch;
 use crate::simd::vectorized;
 
@@ -210,13 +212,6 @@ fn position_stride(tiles: usize, channels: usize) -> usize {
     tiles * channels + 16
 }
 
-/// The lanes of the 16-channel block from `c` of `channels` channels.
-#[cfg(target_arch = "x86_64")]
-fn lane_mask(c: usize, channels: usize) -> __mmask16 {
-    let lanes = (channels - c).min(16);
-    ((1u32 << lanes) - 1) as __mmask16
-}
-
 /// `Bᵀ d B` with `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`, applied
 /// to the four vectors of one row or column.
 #[cfg(target_arch = "x86_64")]
@@ -244,7 +239,7 @@ unsafe fn input_tile(
     position_stride: usize,
 ) {
     for c in (0..cin).step_by(16) {
-        let mask = lane_mask(c, cin);
+        let [mask] = masks::<1>(cin - c);
         let mut rows = [[_mm512_setzero_ps(); 4]; 4];
         for (row, row_offsets) in rows.iter_mut().zip(offsets) {
             for (value, offset) in row.iter_mut().zip(row_offsets) {
@@ -290,7 +285,7 @@ unsafe fn output_tile(
     y: *mut f32,
 ) {
     for c in (0..cout).step_by(16) {
-        let mask = lane_mask(c, cout);
+        let [mask] = masks::<1>(cout - c);
         let mut positions = [_mm512_setzero_ps(); POSITIONS];
         for (p, value) in positions.iter_mut().enumerate() {
             // SAFETY: position p has `cout` readable floats; the lanes are below `cout`.

@@ -137,10 +137,6 @@ pub fn soak(prepared: &Prepared, warmup: usize, steps: usize) -> Result<(Timing,
     let mapped_rss_after_warmup = mapped_rss_bytes();
     let timing = Timing { warmup, ..time_calls(prepared, 0, Some(steps))? };
     let peak_rss = if reset { peak_rss_bytes() } else { None };
-    unsafe extern "C" {
-        fn malloc_stats();
-    }
-    unsafe { malloc_stats() };
     let mapped_rss_after_steps = mapped_rss_bytes();
     let peak_anon_rss = match (peak_rss, mapped_rss_after_warmup, mapped_rss_after_steps) {
         (Some(peak), Some(before), Some(after)) if after >= before => Some(peak.saturating_sub(before)),

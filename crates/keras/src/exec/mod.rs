@@ -132,16 +132,13 @@ impl Function {
     /// Runs the function: one array per input (in order), one array per output back. The
     /// learning phase is 0 unless it is one of the inputs.
     pub fn call(&self, feeds: &[Array]) -> Result<Vec<Array>> {
-        let (converted, signature, learning_phase) = self.conform_feeds(feeds)?;
-        let plan = self.plan_for(signature)?;
-        plan.run(&self.backend, &converted, learning_phase)
+        let conformed = self.conform_feeds(feeds)?;
+        let plan = self.plan_for(conformed.signature)?;
+        plan.run(&self.backend, &conformed.arrays, conformed.learning_phase)
     }
 
-    /// The feeds checked against the inputs and converted to their dtypes (borrowed when
-    /// they already have them: a training step's batch is not copied on the host before
-    /// its upload), their shapes (the plan's signature), and the learning phase they set.
-    #[allow(clippy::type_complexity)]
-    fn conform_feeds<'a>(&self, feeds: &'a [Array]) -> Result<(Vec<Cow<'a, Array>>, Vec<Vec<usize>>, bool)> {
+    /// The feeds checked against the inputs (see [`ConformedFeeds`]).
+    fn conform_feeds<'a>(&self, feeds: &'a [Array]) -> Result<ConformedFeeds<'a>> {
         if feeds.len() != self.inputs.len() {
             return Err(Error::graph(
                 "function",
@@ -159,7 +156,7 @@ impl Function {
             signature.push(feed.shape().to_vec());
             converted.push(feed);
         }
-        Ok((converted, signature, learning_phase))
+        Ok(ConformedFeeds { arrays: converted, signature, learning_phase })
     }
 
     /// The largest number of bytes of tensors alive at once on the backend while a call with
@@ -169,8 +166,7 @@ impl Function {
     /// input counts once. This is the memory a call cannot do without, to compare a backend's
     /// actual footprint against.
     pub fn peak_live_bytes(&self, feeds: &[Array]) -> Result<u64> {
-        let (_, signature, _) = self.conform_feeds(feeds)?;
-        Ok(self.plan_for(signature)?.peak_live_bytes())
+        Ok(self.plan_for(self.conform_feeds(feeds)?.signature)?.peak_live_bytes())
     }
 
     fn plan_for(&self, signature: Vec<Vec<usize>>) -> Result<Arc<plan::Plan>> {
@@ -193,6 +189,17 @@ impl Function {
         self.plans.lock().insert(signature, plan.clone());
         Ok(plan)
     }
+}
+
+/// A call's feeds, checked against the function's inputs.
+struct ConformedFeeds<'a> {
+    /// Each feed in its input's dtype: borrowed when it already has it (a training step's
+    /// batch is not copied on the host before its upload), else converted.
+    arrays: Vec<Cow<'a, Array>>,
+    /// Their shapes: the signature a plan is specialised for.
+    signature: Vec<Vec<usize>>,
+    /// The learning phase they set (0 unless it is one of the inputs).
+    learning_phase: bool,
 }
 
 /// Checks feed `k` against its placeholder and converts its dtype when they differ, as Keras
