@@ -593,13 +593,54 @@ pub(super) fn forward_tile(
     y: &mut [f32],
     width: usize,
 ) {
+    // SAFETY: `y` is an exclusive borrow of `y.len()` floats.
+    unsafe { forward_tile_raw(tile, nv, x, step, kernel, cout, runs, OutputPtr(y.as_mut_ptr()), y.len(), width) }
+}
+
+/// Where a tile writes when several tasks write into one output, each its own lanes of each
+/// row (the GEMM's panel split): shared between the tasks, which a `&mut [f32]` cannot be.
+#[derive(Clone, Copy)]
+pub(super) struct OutputPtr(pub(super) *mut f32);
+
+impl OutputPtr {
+    /// The pointer `n` floats further on (not dereferenced here).
+    pub(super) fn offset(self, n: usize) -> OutputPtr {
+        OutputPtr(self.0.wrapping_add(n))
+    }
+}
+
+// SAFETY: an `OutputPtr` is only written through by `forward_tile_raw`, whose callers give
+// each thread elements no other thread touches.
+unsafe impl Send for OutputPtr {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for OutputPtr {}
+
+/// [`forward_tile`] into the `y_len` floats at `y`: it writes `width` lanes of `tile` rows,
+/// `step.y` apart, from the first, and nothing else.
+///
+/// # Safety
+/// `y` must be valid for writes of `y_len` floats, and nothing else may read or write the
+/// floats the tile writes while it runs.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn forward_tile_raw(
+    tile: usize,
+    nv: usize,
+    x: &[f32],
+    step: PixelStep,
+    kernel: &[f32],
+    cout: usize,
+    runs: &[Run],
+    y: OutputPtr,
+    y_len: usize,
+    width: usize,
+) {
     // Bounds of every access, checked once per tile; a failure is an internal error that
     // leaves the tile unwritten (the tests compare against the f64 GEMM path, which does not
     // run on these tiles).
     let fits = runs.iter().all(|r| {
         let run_width = end_of(0, r.len, r.x_step, 1);
         end_of(r.x, tile, step.x, run_width) <= x.len() && end_of(r.k, r.len, cout, width) <= kernel.len()
-    }) && end_of(0, tile, step.y, width) <= y.len();
+    }) && end_of(0, tile, step.y, width) <= y_len;
     debug_assert!(fits, "conv_direct: tile out of bounds");
     if !fits || tile == 0 {
         return;
@@ -611,10 +652,10 @@ pub(super) fn forward_tile(
                     // SAFETY: the CPU has AVX-512F and FMA (checked by `DirectConv::new`, or by
                     // the GEMM's caller); every run reads `x[run.x + p·step.x + i·run.x_step]`
                     // for pixels p < tile and i < run.len, and kernel rows `run.k + i·cout` for
-                    // i < run.len, `width` wide, and the tile writes `y[p·step.y..][..width]`:
-                    // all inside the slices (`fits`).
+                    // i < run.len, `width` wide, all inside the slices (`fits`); the tile writes
+                    // `y[p·step.y..][..width]`, inside the `y_len` floats the caller lends.
                     ($nv, $r) => unsafe {
-                        forward_kernel::<$r, $nv>(x.as_ptr(), step, kernel.as_ptr(), cout, runs, y.as_mut_ptr(), masks::<$nv>(width))
+                        forward_kernel::<$r, $nv>(x.as_ptr(), step, kernel.as_ptr(), cout, runs, y.0, masks::<$nv>(width))
                     },
                 )*)*
                 _ => debug_assert!(false, "conv_direct: no forward kernel for {nv} vectors × {tile}"),

@@ -11,7 +11,7 @@ use std::{cell::RefCell, ops::Range, thread::LocalKey};
 use keras_backend_api::{BackendError, shape};
 use rayon::prelude::*;
 
-use super::conv_direct::{BLOCK, MIN_LANES, PixelStep, Run, avx512, forward_tile, max_rows, split};
+use super::conv_direct::{BLOCK, MIN_LANES, OutputPtr, PixelStep, Run, avx512, forward_tile_raw, max_rows, split};
 use super::element::several_threads;
 use super::{Tensor, TensorMut};
 use crate::{
@@ -269,16 +269,7 @@ thread_local! {
     /// training step's GEMMs do not allocate and fault it in again each time; at most
     /// `DIRECT_MAX_K × BLOCK` floats.
     static PACKED_PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// The result panels of a panel split, on the calling thread; at most
-    /// [`MAX_RESULT_PANEL_BYTES`]. Apart from [`PACKED_PANEL`] because the caller runs some of
-    /// the split's tasks itself while it holds these.
-    static RESULT_PANELS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
-
-/// Most bytes of result panels the panel split buffers; larger results split the rows. With a
-/// packed panel at most `DIRECT_MAX_K × BLOCK` floats (512 KiB), this bounds every scratch
-/// buffer, so the direct path never makes a large allocation the caller did not.
-const MAX_RESULT_PANEL_BYTES: usize = 4 << 20;
 
 /// Products of 8 to 15 columns the direct tiles take only up to this much work (m·n·k). There
 /// they beat the `gemm` crate (128×512×10 on one Zen 4 core: 20 µs against 28), which would
@@ -298,10 +289,13 @@ const NARROW_DIRECT_MAX_WORK: usize = 1 << 21;
 /// strides of `rhs`), and the tiles broadcast `lhs` where it lies, along its column stride:
 /// `lhs` is never packed, and a transposed operand costs no more than its packing.
 ///
-/// On several threads the rows are split among the tasks, each packing the panels itself
-/// (a panel packed on one core and read on another was about 12 % slower on the MLP step's
-/// products), except for few rows and a long `k` (and a result of at most
-/// [`MAX_RESULT_PANEL_BYTES`]), where the panels are split instead.
+/// On several threads each task owns whole panels: it packs them (a panel packed on one core
+/// and read on another was about 12 % slower on the MLP step's products) and computes their
+/// columns of every row, so `rhs` is packed once. Only when the panels do not share out
+/// evenly among the threads (and `k` is short enough for packing to cost less than the idle
+/// thread) are the rows split instead, each task packing every panel for its own rows.
+/// Owning panels took the MLP step on two threads from 2.62–2.87 to 2.51–2.55 ms (best of
+/// each run), where only its products with `k` > `m` used to.
 fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
     let (m, k, n) = (problem.m(), problem.k(), problem.n());
     let work = m.saturating_mul(n).saturating_mul(k);
@@ -334,15 +328,36 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
             }
         }
     };
-    // Rows `rows` of panel `p` into `out`, whose first row is row `rows.start`, rows `ldo` apart.
-    let multiply = |p: usize, panel: &[f32], rows: Range<usize>, out: &mut [f32], ldo: usize| {
+    // Rows `rows` of panel `p` into the `out_len` floats at `out`, whose first row is row
+    // `rows.start`, rows `ldo` apart. Its two callers below lend it either a slice they borrow
+    // exclusively or lanes of `dst` that only their task writes, which is what makes the
+    // tiles' writes sound.
+    let multiply = |p: usize, panel: &[f32], rows: Range<usize>, out: OutputPtr, out_len: usize, ldo: usize| {
         let width = width_of(p);
         let nv = width.div_ceil(16);
         let step = PixelStep { x: lhs.row_stride, y: ldo };
         for tile in split(rows.clone(), max_rows(nv)) {
             let run = Run { x: tile.start * lhs.row_stride, x_step: lhs.col_stride, k: 0, len: k };
-            let out_tile = &mut out[(tile.start - rows.start) * ldo..];
-            forward_tile(tile.len(), nv, lhs.data, step, panel, BLOCK, &[run], out_tile, width);
+            let first = (tile.start - rows.start) * ldo;
+            if first < out_len {
+                // SAFETY: `out` is valid for `out_len` floats, the tile's writes are checked
+                // against the `out_len - first` after `first`, and no other thread touches them
+                // (the callers' lending, above).
+                unsafe {
+                    forward_tile_raw(
+                        tile.len(),
+                        nv,
+                        lhs.data,
+                        step,
+                        panel,
+                        BLOCK,
+                        &[run],
+                        out.offset(first),
+                        out_len - first,
+                        width,
+                    )
+                };
+            }
         }
     };
     let threads = rayon::current_num_threads();
@@ -353,17 +368,16 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
         with_scratch(&PACKED_PANEL, panel_len, |panel| {
             for p in 0..panels {
                 pack(p, panel);
-                multiply(p, panel, rows.clone(), &mut dst_rows[p * BLOCK..], ldc);
+                let out = &mut dst_rows[p * BLOCK..];
+                multiply(p, panel, rows.clone(), OutputPtr(out.as_mut_ptr()), out.len(), ldc);
             }
         })
     };
-    let result_panel_bytes = m.saturating_mul(panels * BLOCK).saturating_mul(size_of::<f32>());
-    let split_panels = k > m && panels >= threads && result_panel_bytes <= MAX_RESULT_PANEL_BYTES;
+    let split_panels = panels.is_multiple_of(threads) || (k > m && panels >= threads);
     if threads == 1 || work < PARALLEL_WORK {
         row_block(0..m, dst);
     } else if !split_panels {
-        // Each task packs every panel for its own rows: (threads - 1) extra packings of `rhs`,
-        // fewer bytes than the copy of the result that splitting the panels costs when k <= m.
+        // Each task packs every panel for its own rows: (threads - 1) extra packings of `rhs`.
         let block_rows = m.div_ceil(threads).max(max_rows(1));
         dst.par_chunks_mut(block_rows * ldc).enumerate().for_each(|(b, dst_rows)| {
             let rows = (b * block_rows).min(m)..((b + 1) * block_rows).min(m);
@@ -372,24 +386,16 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
             }
         });
     } else {
-        // Few rows and a long `k`: a task owns a panel (packed by it, so in its core's L2) and
-        // computes all the rows into a buffer of its own, rows `BLOCK` apart: `dst`'s columns
-        // cannot be lent to tasks. The buffers are copied into `dst` at the end.
-        let out_len = m * BLOCK;
-        with_scratch(&RESULT_PANELS, panels * out_len, |outs| {
-            outs.par_chunks_mut(out_len).enumerate().for_each(|(p, out)| {
-                with_scratch(&PACKED_PANEL, panel_len, |panel| {
-                    pack(p, panel);
-                    multiply(p, panel, 0..m, out, BLOCK);
-                })
-            });
-            let outs = &*outs;
-            dst.par_chunks_mut(ldc).take(m).enumerate().for_each(|(r, row)| {
-                for (p, out) in outs.chunks_exact(out_len).enumerate() {
-                    let (first, width) = (p * BLOCK, width_of(p));
-                    row[first..first + width].copy_from_slice(&out[r * BLOCK..][..width]);
-                }
-            });
+        // A task owns a panel (packed by it, so in its core's L2) and computes its columns of
+        // every row. Those lanes of `dst` are the task's alone, but interleaved with the other
+        // tasks' along each row, so the tiles write through a pointer, not a borrowed slice.
+        let (out, out_len) = (OutputPtr(dst.as_mut_ptr()), dst.len());
+        (0..panels).into_par_iter().for_each(|p| {
+            with_scratch(&PACKED_PANEL, panel_len, |panel| {
+                pack(p, panel);
+                // Lanes p·BLOCK.. of every row: panel p's columns, written by this task alone.
+                multiply(p, panel, 0..m, out.offset(p * BLOCK), out_len.saturating_sub(p * BLOCK), ldc);
+            })
         });
     }
     true
@@ -697,8 +703,8 @@ mod tests {
     }
 
     /// The direct kernel against an f64 product by the definition, on one thread and on two,
-    /// through each way of splitting the work: rows (k <= m, and fewer panels than threads)
-    /// and panels (few rows, long k). `dst` rows are wider than the result, and the columns
+    /// through each way of splitting the work: panels (as many as the threads or a multiple,
+    /// or more than the threads and a long k) and rows (the others). `dst` rows are wider than the result, and the columns
     /// between must keep their values.
     #[test]
     fn direct_gemm_matches_reference_on_every_split() {
