@@ -53,51 +53,19 @@ pub fn exp_f32(x: f32) -> f32 {
     if x.is_nan() { x } else { y }
 }
 
-/// Outputs of at least this many elements (16 MiB, beyond the last-level cache share of a
-/// core) are written with non-temporal stores where the CPU has AVX-512. Kernels split over
-/// several threads hand this function smaller chunks, so it applies to single-threaded runs.
-const STREAMING_LEN: usize = 1 << 22;
-
 /// `dst[i] = e^src[i]`, vectorised with the widest instructions this CPU has.
+///
+/// Large outputs are written with ordinary stores. Non-temporal stores (through an L1 block,
+/// so that the output's lines are not read first) were slower once the output buffer came
+/// from the recycler instead of fresh pages: exp over 2^24 floats on one thread took 7.5–9.1 ms
+/// with them and 6.0–6.1 ms without (`keras-cli bench --workload exp-16m`, interleaved).
+/// The polynomial, not memory, bounds this pass on a core: over a block that stays in cache
+/// it takes as long per element as over 64 MiB.
 pub fn exp_f32_into(src: &[f32], dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if dst.len() >= STREAMING_LEN && std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F, checked just above.
-        return unsafe { exp_f32_streaming_avx512(src, dst) };
-    }
     vectorized(
         #[inline(always)]
         || exp_f32_loop(src, dst),
     );
-}
-
-/// [`exp_f32_into`] for outputs too large to stay in cache: each block of results is computed
-/// into a buffer in L1 and then written with non-temporal stores, so the output's cache lines
-/// are not read from memory first only to be overwritten (a third of the memory traffic).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn exp_f32_streaming_avx512(src: &[f32], dst: &mut [f32]) {
-    use std::arch::x86_64::{_mm_sfence, _mm512_loadu_ps, _mm512_stream_ps};
-    const BLOCK: usize = 1024;
-    let len = src.len().min(dst.len());
-    // Elements up to the first 64-byte boundary of `dst` are written as usual.
-    let head = dst.as_ptr().align_offset(64).min(len);
-    exp_f32_loop(&src[..head], &mut dst[..head]);
-    let mut block = [0f32; BLOCK];
-    for (s, d) in src[head..len].chunks(BLOCK).zip(dst[head..len].chunks_mut(BLOCK)) {
-        if d.len() < BLOCK {
-            exp_f32_loop(s, d);
-            break;
-        }
-        exp_f32_loop(s, &mut block);
-        for (k, values) in block.chunks_exact(16).enumerate() {
-            // SAFETY: `d` starts 64-byte aligned (the head above, then whole blocks of 4 KiB)
-            // and holds BLOCK = 16·64 elements, so `d[16k..16k + 16]` is in bounds and aligned.
-            unsafe { _mm512_stream_ps(d.as_mut_ptr().add(16 * k), _mm512_loadu_ps(values.as_ptr())) };
-        }
-    }
-    // Non-temporal stores are weakly ordered: fence them before anyone reads `dst`.
-    _mm_sfence();
 }
 
 /// `dst[i] = e^dst[i]`, in place.
@@ -171,21 +139,6 @@ mod tests {
         let mut in_place = inputs;
         exp_f32_in_place(&mut in_place);
         assert_eq!(in_place.map(f32::to_bits)[..5], out.map(f32::to_bits)[..5]);
-    }
-
-    #[test]
-    fn streaming_stores_give_the_same_bits() {
-        // Long enough for the streaming path, `dst` one element off a 64-byte boundary (a
-        // head to align) and a length that leaves a partial last block.
-        let len = STREAMING_LEN + 1000;
-        let inputs: Vec<f32> = (0..len).map(|i| ((i % 4096) as f32 - 2048.0) * 0.05).collect();
-        let mut portable = vec![0f32; len];
-        exp_f32_loop(&inputs, &mut portable);
-        let mut backing = vec![0f32; len + 16];
-        let offset = (backing.as_ptr().align_offset(64) + 1) % 16;
-        let dispatched = &mut backing[offset..offset + len];
-        exp_f32_into(&inputs, dispatched);
-        assert!(portable == dispatched, "the streaming path differs from the portable loop");
     }
 
     #[test]
