@@ -35,6 +35,7 @@
 //! lanes would idle, the data gradient of a strided convolution) stays on the GEMM path in
 //! [`conv`](super::conv); [`DirectConv::new`] says which cases come here.
 
+use std::marker::PhantomData;
 use std::ops::{Deref, Range};
 
 #[cfg(target_arch = "x86_64")]
@@ -349,7 +350,7 @@ impl DirectConv {
                     }
                 }
                 let y_at = (oy - rows.start) * row_len + ox * cout + co;
-                forward_tile(pixels, nv, x_b, step, kernel, cout, &runs, &mut y_rows[y_at..], width);
+                forward_tile(pixels, nv, x_b, step, kernel, cout, &runs, (&mut y_rows[y_at..]).into(), width);
             };
             for ox in edge_columns.clone() {
                 for tile in split(full_rows.clone(), max_rows(nv)) {
@@ -373,7 +374,7 @@ impl DirectConv {
                         });
                     }
                     let y_tile = &mut y_row[tile.start * cout + co..];
-                    forward_tile(tile.len(), nv, x_b, column_step, kernel, cout, &runs, y_tile, width);
+                    forward_tile(tile.len(), nv, x_b, column_step, kernel, cout, &runs, y_tile.into(), width);
                 }
             }
         }
@@ -579,6 +580,40 @@ pub(super) struct PixelStep {
     pub(super) y: usize,
 }
 
+/// The floats a tile writes into: `len` of them from `ptr`, lent to it for `'a`. Made from a
+/// `&mut [f32]`, or (unsafe) from a pointer when tasks share one output, each writing its own
+/// lanes of each row (the GEMM's panel split), which a slice cannot lend. Neither `Clone` nor
+/// `Send`: a slice's lending stays with one writer.
+pub(super) struct TileOut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    lent: PhantomData<&'a mut [f32]>,
+}
+
+impl<'a> TileOut<'a> {
+    /// The `len` floats from `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes of `len` floats for `'a`, and while tiles write through
+    /// the result nothing else may read or write the floats they write.
+    pub(super) unsafe fn shared(ptr: *mut f32, len: usize) -> TileOut<'a> {
+        TileOut { ptr, len, lent: PhantomData }
+    }
+
+    /// The floats from the `n`th on (none when `n` is past the end), lent for as long as
+    /// `self` is borrowed.
+    pub(super) fn skip(&mut self, n: usize) -> TileOut<'_> {
+        let n = n.min(self.len);
+        TileOut { ptr: self.ptr.wrapping_add(n), len: self.len - n, lent: PhantomData }
+    }
+}
+
+impl<'a> From<&'a mut [f32]> for TileOut<'a> {
+    fn from(y: &'a mut [f32]) -> TileOut<'a> {
+        TileOut { ptr: y.as_mut_ptr(), len: y.len(), lent: PhantomData }
+    }
+}
+
 /// Writes `tile` pixels (`step` apart) × `width` output channels of `y`: the sum over `runs`
 /// of input × kernel rows.
 #[allow(clippy::too_many_arguments)]
@@ -590,48 +625,7 @@ pub(super) fn forward_tile(
     kernel: &[f32],
     cout: usize,
     runs: &[Run],
-    y: &mut [f32],
-    width: usize,
-) {
-    // SAFETY: `y` is an exclusive borrow of `y.len()` floats.
-    unsafe { forward_tile_raw(tile, nv, x, step, kernel, cout, runs, OutputPtr(y.as_mut_ptr()), y.len(), width) }
-}
-
-/// Where a tile writes when several tasks write into one output, each its own lanes of each
-/// row (the GEMM's panel split): shared between the tasks, which a `&mut [f32]` cannot be.
-#[derive(Clone, Copy)]
-pub(super) struct OutputPtr(pub(super) *mut f32);
-
-impl OutputPtr {
-    /// The pointer `n` floats further on (not dereferenced here).
-    pub(super) fn offset(self, n: usize) -> OutputPtr {
-        OutputPtr(self.0.wrapping_add(n))
-    }
-}
-
-// SAFETY: an `OutputPtr` is only written through by `forward_tile_raw`, whose callers give
-// each thread elements no other thread touches.
-unsafe impl Send for OutputPtr {}
-// SAFETY: as for `Send`.
-unsafe impl Sync for OutputPtr {}
-
-/// [`forward_tile`] into the `y_len` floats at `y`: it writes `width` lanes of `tile` rows,
-/// `step.y` apart, from the first, and nothing else.
-///
-/// # Safety
-/// `y` must be valid for writes of `y_len` floats, and nothing else may read or write the
-/// floats the tile writes while it runs.
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn forward_tile_raw(
-    tile: usize,
-    nv: usize,
-    x: &[f32],
-    step: PixelStep,
-    kernel: &[f32],
-    cout: usize,
-    runs: &[Run],
-    y: OutputPtr,
-    y_len: usize,
+    y: TileOut<'_>,
     width: usize,
 ) {
     // Bounds of every access, checked once per tile; a failure is an internal error that
@@ -640,7 +634,7 @@ pub(super) unsafe fn forward_tile_raw(
     let fits = runs.iter().all(|r| {
         let run_width = end_of(0, r.len, r.x_step, 1);
         end_of(r.x, tile, step.x, run_width) <= x.len() && end_of(r.k, r.len, cout, width) <= kernel.len()
-    }) && end_of(0, tile, step.y, width) <= y_len;
+    }) && end_of(0, tile, step.y, width) <= y.len;
     debug_assert!(fits, "conv_direct: tile out of bounds");
     if !fits || tile == 0 {
         return;
@@ -652,10 +646,10 @@ pub(super) unsafe fn forward_tile_raw(
                     // SAFETY: the CPU has AVX-512F and FMA (checked by `DirectConv::new`, or by
                     // the GEMM's caller); every run reads `x[run.x + p·step.x + i·run.x_step]`
                     // for pixels p < tile and i < run.len, and kernel rows `run.k + i·cout` for
-                    // i < run.len, `width` wide, all inside the slices (`fits`); the tile writes
-                    // `y[p·step.y..][..width]`, inside the `y_len` floats the caller lends.
+                    // i < run.len, `width` wide, and the tile writes `y[p·step.y..][..width]`: all
+                    // inside the slices and the floats `y` lends (`fits`).
                     ($nv, $r) => unsafe {
-                        forward_kernel::<$r, $nv>(x.as_ptr(), step, kernel.as_ptr(), cout, runs, y.0, masks::<$nv>(width))
+                        forward_kernel::<$r, $nv>(x.as_ptr(), step, kernel.as_ptr(), cout, runs, y.ptr, masks::<$nv>(width))
                     },
                 )*)*
                 _ => debug_assert!(false, "conv_direct: no forward kernel for {nv} vectors × {tile}"),

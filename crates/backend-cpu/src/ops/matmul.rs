@@ -11,7 +11,7 @@ use std::{cell::RefCell, ops::Range, thread::LocalKey};
 use keras_backend_api::{BackendError, shape};
 use rayon::prelude::*;
 
-use super::conv_direct::{BLOCK, MIN_LANES, OutputPtr, PixelStep, Run, avx512, forward_tile_raw, max_rows, split};
+use super::conv_direct::{BLOCK, MIN_LANES, PixelStep, Run, TileOut, avx512, forward_tile, max_rows, split};
 use super::element::several_threads;
 use super::{Tensor, TensorMut};
 use crate::{
@@ -271,6 +271,21 @@ thread_local! {
     static PACKED_PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// `dst`'s pointer, lent to the panel split's tasks, each of which makes from it a [`TileOut`]
+/// over the lanes of its own panel.
+struct SharedOutput(*mut f32);
+
+impl SharedOutput {
+    /// The pointer `n` floats further on (not dereferenced here).
+    fn at(&self, n: usize) -> *mut f32 {
+        self.0.wrapping_add(n)
+    }
+}
+
+// SAFETY: the pointer is only offset, never dereferenced, until a task makes its `TileOut`,
+// whose own safety condition is the task's.
+unsafe impl Sync for SharedOutput {}
+
 /// Products of 8 to 15 columns the direct tiles take only up to this much work (m·n·k). There
 /// they beat the `gemm` crate (128×512×10 on one Zen 4 core: 20 µs against 28), which would
 /// also keep a 1 MiB packing buffer per thread for them (the MLP step's last layer); larger
@@ -328,36 +343,15 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
             }
         }
     };
-    // Rows `rows` of panel `p` into the `out_len` floats at `out`, whose first row is row
-    // `rows.start`, rows `ldo` apart. Its two callers below lend it either a slice they borrow
-    // exclusively or lanes of `dst` that only their task writes, which is what makes the
-    // tiles' writes sound.
-    let multiply = |p: usize, panel: &[f32], rows: Range<usize>, out: OutputPtr, out_len: usize, ldo: usize| {
+    // Rows `rows` of panel `p` into `out`, whose first row is row `rows.start`, rows `ldo` apart.
+    let multiply = |p: usize, panel: &[f32], rows: Range<usize>, mut out: TileOut<'_>, ldo: usize| {
         let width = width_of(p);
         let nv = width.div_ceil(16);
         let step = PixelStep { x: lhs.row_stride, y: ldo };
         for tile in split(rows.clone(), max_rows(nv)) {
             let run = Run { x: tile.start * lhs.row_stride, x_step: lhs.col_stride, k: 0, len: k };
-            let first = (tile.start - rows.start) * ldo;
-            if first < out_len {
-                // SAFETY: `out` is valid for `out_len` floats, the tile's writes are checked
-                // against the `out_len - first` after `first`, and no other thread touches them
-                // (the callers' lending, above).
-                unsafe {
-                    forward_tile_raw(
-                        tile.len(),
-                        nv,
-                        lhs.data,
-                        step,
-                        panel,
-                        BLOCK,
-                        &[run],
-                        out.offset(first),
-                        out_len - first,
-                        width,
-                    )
-                };
-            }
+            let out_tile = out.skip((tile.start - rows.start) * ldo);
+            forward_tile(tile.len(), nv, lhs.data, step, panel, BLOCK, &[run], out_tile, width);
         }
     };
     let threads = rayon::current_num_threads();
@@ -368,8 +362,7 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
         with_scratch(&PACKED_PANEL, panel_len, |panel| {
             for p in 0..panels {
                 pack(p, panel);
-                let out = &mut dst_rows[p * BLOCK..];
-                multiply(p, panel, rows.clone(), OutputPtr(out.as_mut_ptr()), out.len(), ldc);
+                multiply(p, panel, rows.clone(), (&mut dst_rows[p * BLOCK..]).into(), ldc);
             }
         })
     };
@@ -389,12 +382,17 @@ fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
         // A task owns a panel (packed by it, so in its core's L2) and computes its columns of
         // every row. Those lanes of `dst` are the task's alone, but interleaved with the other
         // tasks' along each row, so the tiles write through a pointer, not a borrowed slice.
-        let (out, out_len) = (OutputPtr(dst.as_mut_ptr()), dst.len());
+        let (shared, len) = (SharedOutput(dst.as_mut_ptr()), dst.len());
         (0..panels).into_par_iter().for_each(|p| {
             with_scratch(&PACKED_PANEL, panel_len, |panel| {
                 pack(p, panel);
-                // Lanes p·BLOCK.. of every row: panel p's columns, written by this task alone.
-                multiply(p, panel, 0..m, out.offset(p * BLOCK), out_len.saturating_sub(p * BLOCK), ldc);
+                let first = p * BLOCK;
+                // SAFETY: `first` < n <= dst.len(), so the `len - first` floats from it are in
+                // `dst`, which stays borrowed until every task has ended. Through them the tiles
+                // write lanes p·BLOCK..p·BLOCK + width of each row, panel p's columns, which no
+                // other task writes, and nothing reads `dst` meanwhile.
+                let out = unsafe { TileOut::shared(shared.at(first), len - first) };
+                multiply(p, panel, 0..m, out, ldc);
             })
         });
     }

@@ -166,7 +166,7 @@ impl<'a> Winograd<'a> {
                 for rows in split(0..tiles, max_rows(nv)) {
                     let run = Run { x: p * v_stride + rows.start * cin, x_step: 1, k: 0, len: cin };
                     let out = &mut m[p * m_stride + rows.start * cout + first..];
-                    forward_tile(rows.len(), nv, v, step, u_panel, cout, &[run], out, width);
+                    forward_tile(rows.len(), nv, v, step, u_panel, cout, &[run], out.into(), width);
                 }
             }
         }
