@@ -306,11 +306,11 @@ const NARROW_DIRECT_MAX_WORK: usize = 1 << 21;
 ///
 /// On several threads each task owns whole panels: it packs them (a panel packed on one core
 /// and read on another was about 12 % slower on the MLP step's products) and computes their
-/// columns of every row, so `rhs` is packed once. Only when the panels do not share out
-/// evenly among the threads (and `k` is short enough for packing to cost less than the idle
-/// thread) are the rows split instead, each task packing every panel for its own rows.
-/// Owning panels took the MLP step on two threads from 2.62–2.87 to 2.51–2.55 ms (best of
-/// each run), where only its products with `k` > `m` used to.
+/// columns of every row, so `rhs` is packed once. When the panels do not share out evenly
+/// among the threads the rows are split instead, each task packing every panel for its own
+/// rows, except where the panels were split before this rule (`k` > `m`, at least as many
+/// panels as threads). Owning panels took the MLP step on two threads from 2.62–2.87 to
+/// 2.51–2.55 ms (best call of each run), where only its products with `k` > `m` used to.
 fn direct_f32(problem: &mut GemmProblem<'_, f32>) -> bool {
     let (m, k, n) = (problem.m(), problem.k(), problem.n());
     let work = m.saturating_mul(n).saturating_mul(k);
@@ -701,9 +701,9 @@ mod tests {
     }
 
     /// The direct kernel against an f64 product by the definition, on one thread and on two,
-    /// through each way of splitting the work: panels (as many as the threads or a multiple,
-    /// or more than the threads and a long k) and rows (the others). `dst` rows are wider than the result, and the columns
-    /// between must keep their values.
+    /// through each way of splitting the work: panels (a multiple of the threads, or at least
+    /// as many and a long k) and rows (the others). `dst` rows are wider than the result, and
+    /// the columns between must keep their values.
     #[test]
     fn direct_gemm_matches_reference_on_every_split() {
         if !avx512() {
