@@ -13,8 +13,8 @@ const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` in two parts, the first with a short mantissa so that `n · LN2_HI` is exact.
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
-// Beyond these `e^x` is inf or 0 in float32; clamping keeps `n` in the range the two
-// half-exponents can build, and the final selects restore inf and NaN.
+/// Beyond these `e^x` is inf or 0 in float32; clamping keeps `n` in the range that `2^n` can
+/// be built in (two normal halves, or `vscalefps`), and the final selects restore inf and NaN.
 const MAX_INPUT: f32 = 88.722_84;
 const MIN_INPUT: f32 = -103.972_08;
 /// Rounding to the nearest integer by adding 1.5·2^23: the FPU rounds, and the integer is in

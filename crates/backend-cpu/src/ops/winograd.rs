@@ -14,11 +14,11 @@
 //! y[tile t]    = Aᵀ · M[t] · A             output transform, per tile and output channel
 //! ```
 //!
-//! The GEMMs run on the direct convolution's register tile (`conv_direct::forward_tile`): rows of `V`
-//! are its "pixels", `U[p]` its kernel. The tiles of one task go through the three steps in
-//! chunks small enough that `V` and `M` stay in L2 between them. Both are stored position by
-//! position (`V[p]` is a `tiles × cin` matrix), so that a GEMM reads and writes consecutive
-//! rows.
+//! The GEMMs run on the direct convolution's register tile (`conv_direct::forward_tile`):
+//! rows of `V` are its "pixels", `U[p]` its kernel. The tiles of one task go through the three
+//! steps in chunks small enough that `V` and `M` stay in L2 between them. Both are stored
+//! position by position (`V[p]` is a `tiles × cin` matrix), so that a GEMM reads and writes
+//! consecutive rows.
 //!
 //! The matrices are those of Lavin and Gray, "Fast Algorithms for Convolutional Neural
 //! Networks" (2015). Their entries are 0, ±1 and ±½, so the transforms only add and halve.
