@@ -26,6 +26,10 @@ use backend_cpu::{CpuBackend, GemmEngine, GemmProblem, MatView, RustGemm, ops::m
 use cblas_sys::{CBLAS_TRANSPOSE, CblasNoTrans, CblasRowMajor, CblasTrans};
 use keras_backend_api::BackendError;
 
+/// Large buffers share their pages across sizes, as in the `cpu` plugin (`backend_cpu::pages`).
+#[global_allocator]
+static ALLOCATOR: backend_cpu::pages::PageAllocator = backend_cpu::pages::PageAllocator;
+
 keras_backend_api::export_backend!(name: "blas", constructor: new_backend);
 
 /// The `blas` backend: backend-cpu's kernels with their GEMMs on [`OpenBlas`]. Never fails;

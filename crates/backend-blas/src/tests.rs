@@ -357,3 +357,16 @@ fn info_names_blas_openblas_and_its_threads() {
     assert_eq!(info.threads as usize, num_threads());
     assert!(info.device.ends_with(&format!("({} threads)", num_threads())), "{}", info.device);
 }
+
+/// This library's global allocator is the page pool (as in the `cpu` plugin), so the tests
+/// here run every kernel on its memory; zeroed memory made of a freed buffer's pages is zero.
+#[test]
+fn large_allocations_come_from_the_page_pool_and_zeroed_ones_are_zero() {
+    assert!(backend_cpu::pages::is_global_allocator());
+    for (written, zeroed) in [(200_000, 300_000), (300_000, 100_000), (70_000, 1_000_000)] {
+        let old = std::hint::black_box(vec![0xA5u8; written]);
+        drop(old);
+        let fresh = std::hint::black_box(vec![0u8; zeroed]);
+        assert!(fresh.iter().all(|&b| b == 0), "{zeroed} zeroed bytes after {written} written ones");
+    }
+}

@@ -21,6 +21,7 @@
 
 pub mod layout;
 pub mod ops;
+pub mod pages;
 mod recycle;
 pub mod simd;
 pub mod storage;
