@@ -189,9 +189,12 @@ def render(path, notes_path, md_path, title):
                        f"peak {mib(r, 'peak_rss_bytes')}; peak above the {mib(r, 'baseline_rss_bytes')} baseline = "
                        f"{r['peak_over_live_set']:.2f}× the live set of {mib(r, 'live_set_bytes')}")
             if r.get("peak_anon_over_live_set") is not None:
-                out.append(f"  anonymous memory (heap, stacks): peak {mib(r, 'peak_anon_rss_bytes')}, "
+                exactness = "exact, mapped files made resident first" if r.get("mapped_populated") else "upper bound"
+                out.append(f"  anonymous memory (heap, stacks): peak {mib(r, 'peak_anon_rss_bytes')} ({exactness}), "
                            f"{mib(r, 'baseline_anon_rss_bytes')} before the workload = "
-                           f"{r['peak_anon_over_live_set']:.2f}× the live set; mapped code and data "
+                           f"{r['peak_anon_over_live_set']:.2f}× the live set; "
+                           f"{mib(r, 'heap_released_before_run_bytes')} of heap freed by the set-up returned before the run; "
+                           f"mapped code and data "
                            f"{mib(r, 'mapped_rss_after_warmup_bytes')} after the warm-up, "
                            f"{mib(r, 'mapped_rss_after_steps_bytes')} at the end")
     if missing:

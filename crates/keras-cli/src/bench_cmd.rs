@@ -234,6 +234,8 @@ fn run_case(args: &BenchArgs, id: &str) -> Result<(), Error> {
     row["live_set_bytes"] = json!(live_set);
     if let Some(soak) = soak {
         row["steps"] = json!(soak.steps);
+        row["heap_released_before_run_bytes"] = json!(soak.heap_released);
+        row["mapped_populated"] = json!(soak.mapped_populated);
         row["rss_after_warmup_bytes"] = json!(soak.rss_after_warmup);
         row["rss_after_steps_bytes"] = json!(soak.rss_after_steps);
         row["peak_rss_bytes"] = json!(soak.peak_rss);
@@ -339,11 +341,18 @@ impl Output {
                 mib("live_set_bytes"),
             ))?;
             if let Some(anon_ratio) = row["peak_anon_over_live_set"].as_f64() {
+                let exactness = if row["mapped_populated"] == true {
+                    "exact, mapped files made resident first"
+                } else {
+                    "upper bound"
+                };
                 print_line(&format!(
-                    "  anonymous memory (heap, stacks): peak {} MiB, {} MiB before the workload = {anon_ratio:.2}x \
-                     the live set; mapped code and data {} MiB after the warm-up, {} MiB at the end",
+                    "  anonymous memory (heap, stacks): peak {} MiB ({exactness}), {} MiB before the workload = \
+                     {anon_ratio:.2}x the live set; {} MiB of heap freed by the set-up returned before the run; \
+                     mapped code and data {} MiB after the warm-up, {} MiB at the end",
                     mib("peak_anon_rss_bytes"),
                     mib("baseline_anon_rss_bytes"),
+                    mib("heap_released_before_run_bytes"),
                     mib("mapped_rss_after_warmup_bytes"),
                     mib("mapped_rss_after_steps_bytes"),
                 ))?;

@@ -108,6 +108,13 @@ fn status_bytes(field: &str) -> Option<u64> {
 pub struct Soak {
     /// Calls timed after the warm-up.
     pub steps: usize,
+    /// Anonymous memory the set-up and the warm-up had freed but the C heap still held, handed
+    /// back to the system before the run ([`release_free_heap`]); `None` where that is not
+    /// possible.
+    pub heap_released: Option<u64>,
+    /// Whether every mapped file was made resident before the run ([`populate_mapped_files`]),
+    /// so that mapped RSS stays constant and [`peak_anon_rss`](Self::peak_anon_rss) is exact.
+    pub mapped_populated: bool,
     /// RSS once the warm-up calls are done.
     pub rss_after_warmup: Option<u64>,
     /// RSS after the last call.
@@ -118,20 +125,24 @@ pub struct Soak {
     pub mapped_rss_after_warmup: Option<u64>,
     /// The same after the last call.
     pub mapped_rss_after_steps: Option<u64>,
-    /// The most anonymous memory the timed calls can have held: [`peak_rss`](Self::peak_rss)
-    /// less the mapped pages resident after the warm-up. Linux keeps no peak of `RssAnon`,
-    /// but the warm-up has run every kernel once, and mapped pages only grow while memory is
-    /// plentiful, so at the peak they were at least as many as after the warm-up. `None`
-    /// when they shrank during the run (pages were reclaimed, and the bound does not hold).
+    /// The most anonymous memory the timed calls held: [`peak_rss`](Self::peak_rss) less the
+    /// mapped pages resident after the warm-up. Linux keeps no peak of `RssAnon`, but mapped
+    /// pages only grow while memory is plentiful, so at the peak they were at least as many
+    /// as after the warm-up: the figure is an upper bound, and exact when they did not grow
+    /// (with [`mapped_populated`](Self::mapped_populated), they cannot). `None` when they
+    /// shrank during the run (pages were reclaimed, and the bound does not hold).
     pub peak_anon_rss: Option<u64>,
 }
 
-/// Calls `prepared` `warmup` times, resets the peak RSS, then times `steps` calls:
-/// whether memory stays flat over a long run, and its peak once the run is steady.
+/// Calls `prepared` `warmup` times, returns the heap the set-up freed to the system, makes the
+/// mapped files resident, resets the peak RSS, then times `steps` calls: whether memory stays
+/// flat over a long run, and the most it holds once the run is steady.
 pub fn soak(prepared: &Prepared, warmup: usize, steps: usize) -> Result<(Timing, Soak)> {
     for _ in 0..warmup {
         prepared.call()?;
     }
+    let heap_released = release_free_heap();
+    let mapped_populated = populate_mapped_files();
     let reset = reset_peak_rss();
     let rss_after_warmup = rss_bytes();
     let mapped_rss_after_warmup = mapped_rss_bytes();
@@ -144,6 +155,8 @@ pub fn soak(prepared: &Prepared, warmup: usize, steps: usize) -> Result<(Timing,
     };
     let soak = Soak {
         steps,
+        heap_released,
+        mapped_populated,
         rss_after_warmup,
         rss_after_steps: rss_bytes(),
         peak_rss,
@@ -152,6 +165,56 @@ pub fn soak(prepared: &Prepared, warmup: usize, steps: usize) -> Result<(Timing,
         peak_anon_rss,
     };
     Ok((timing, soak))
+}
+
+/// Hands the C heap's free pages back to the system (glibc's `malloc_trim`) and returns how
+/// much anonymous memory that released; `None` where there is no such call.
+///
+/// Building a model frees host memory (the arrays its weights are uploaded from) that the C
+/// heap keeps in place of returning it, whoever allocates next; a long run measured after
+/// that would count the set-up's leftovers as the run's. What is released is reported beside
+/// the figures, not hidden.
+pub fn release_free_heap() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let before = anon_rss_bytes()?;
+        // SAFETY: malloc_trim only returns free pages of glibc's heaps to the system.
+        unsafe { libc::malloc_trim(0) };
+        Some(before.saturating_sub(anon_rss_bytes()?))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
+/// Makes every page of every mapped file resident (`MADV_POPULATE_READ`), so that the mapped
+/// RSS cannot grow during a run and the anonymous peak is the peak RSS less it, exactly.
+/// Without this, code that a run reaches for the first time, and the pages the kernel maps
+/// around it, are counted as anonymous memory at the peak. `false` where a mapping could not
+/// be populated (older kernels), leaving [`Soak::peak_anon_rss`] an upper bound.
+pub fn populate_mapped_files() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return false };
+        let mut all = true;
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(path)) = (fields.next(), fields.nth(4)) else { continue };
+            if !path.starts_with('/') {
+                continue;
+            }
+            let Some((start, end)) = range.split_once('-') else { continue };
+            let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
+                continue;
+            };
+            // SAFETY: populating reads pages of a mapping of this process into memory; it does
+            // not change their contents or the mapping.
+            let done = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_READ) };
+            all &= done == 0;
+        }
+        all
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 #[cfg(test)]
