@@ -187,7 +187,7 @@ def render(path, notes_path, md_path, title):
             out.append(f"* {headers[column_of(r)]}, {threads} thr, {r.get('steps')} steps: "
                        f"{mib(r, 'rss_after_warmup_bytes')} after the warm-up, {mib(r, 'rss_after_steps_bytes')} at the end, "
                        f"peak {mib(r, 'peak_rss_bytes')}; peak above the {mib(r, 'baseline_rss_bytes')} baseline = "
-                       f"{r['peak_over_live_set']:.2f}× the live set of {mib(r, 'live_set_bytes')}")
+                       f"{r['peak_over_live_set']:.2f}× the live set of {mib(r, 'live_set_bytes')}, mapped files included")
             if r.get("peak_anon_over_live_set") is not None:
                 exactness = "exact, mapped files made resident first" if r.get("mapped_populated") else "upper bound"
                 out.append(f"  anonymous memory (heap, stacks): peak {mib(r, 'peak_anon_rss_bytes')} ({exactness}), "

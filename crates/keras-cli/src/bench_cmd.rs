@@ -332,7 +332,7 @@ impl Output {
                 |key: &str| row[key].as_f64().map_or_else(|| "-".to_string(), |b| format!("{:.1}", b / 1048576.0));
             print_line(&format!(
                 "  memory over {} steps: RSS {} MiB after the warm-up, {} MiB at the end, peak {} MiB; \
-                 peak above the {} MiB baseline = {ratio:.2}x the live set of {} MiB",
+                 peak above the {} MiB baseline = {ratio:.2}x the live set of {} MiB, mapped files included",
                 row["steps"],
                 mib("rss_after_warmup_bytes"),
                 mib("rss_after_steps_bytes"),

@@ -198,8 +198,11 @@ pub fn populate_mapped_files() -> bool {
         let mut all = true;
         for line in maps.lines() {
             let mut fields = line.split_whitespace();
-            let (Some(range), Some(path)) = (fields.next(), fields.nth(4)) else { continue };
-            if !path.starts_with('/') {
+            let (Some(range), Some(permissions), Some(path)) = (fields.next(), fields.next(), fields.nth(3)) else {
+                continue;
+            };
+            // Gaps a library reserves without access (`---p`) have no pages to read in.
+            if !path.starts_with('/') || !permissions.starts_with('r') {
                 continue;
             }
             let Some((start, end)) = range.split_once('-') else { continue };
