@@ -4,7 +4,8 @@
 //! ([`keras_backend_api`]) and the `cpu` backend:
 //!
 //! * [`CpuBackend`] implements [`Backend`]: it owns buffers in host memory ([`storage`]),
-//!   checks every kernel's arguments, and calls the kernels in [`ops`].
+//!   checks every kernel's arguments, and calls the kernels in [`ops`]. The plugins allocate
+//!   large buffers from a pool of pages that any later size can reuse ([`pages`]).
 //! * The `keras` crate links this rlib as its embedded default backend; the thin crate in
 //!   `plugin/` exports the same backend as `libkeras_backend_cpu.so`; other CPU-side backends
 //!   (`backend-blas`) reuse [`ops`] instead of copying it.

@@ -29,9 +29,17 @@ pub const LARGE_BYTES: usize = 64 * 1024;
 /// The global allocator of a plugin library: [`LARGE_BYTES`] and more from the page pool,
 /// the rest from [`System`]. Declare it in the crate that builds the library:
 ///
-/// ```ignore
+/// ```
 /// #[global_allocator]
 /// static ALLOCATOR: backend_cpu::pages::PageAllocator = backend_cpu::pages::PageAllocator;
+///
+/// fn main() {
+///     let buffer = vec![1.0f32; 1 << 20];
+///     assert_eq!(backend_cpu::pages::is_global_allocator(), cfg!(target_os = "linux"));
+///     drop(buffer);
+///     # #[cfg(target_os = "linux")]
+///     assert!(backend_cpu::pages::pooled_bytes() >= 4 << 20, "the buffer's pages are kept");
+/// }
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PageAllocator;
