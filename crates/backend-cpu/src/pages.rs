@@ -380,7 +380,7 @@ mod imp {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use super::imp::{MAX_RUNS, Pool, Run, map, page_bytes, unmap};
+    use super::imp::{MAX_RUNS, Pool, Run, Taken, map, page_bytes, unmap};
 
     fn filled(run: Run, value: u8) -> Run {
         // SAFETY: the run is mapped, writable and used by this test only.
@@ -388,9 +388,15 @@ mod tests {
         run
     }
 
-    fn bytes_of(pointer: *mut u8, len: usize) -> Vec<u8> {
-        // SAFETY: the test's allocations are mapped for at least `len` bytes.
-        unsafe { std::slice::from_raw_parts(pointer, len) }.to_vec()
+    /// Checks that `taken` holds, page after page, these (byte value, page count) stretches,
+    /// then unmaps it.
+    fn check_and_unmap(taken: Taken, stretches: &[(u8, usize)]) {
+        let page = page_bytes();
+        let expected: Vec<u8> = stretches.iter().flat_map(|&(value, pages)| vec![value; pages * page]).collect();
+        // SAFETY: the taken run is mapped for at least the bytes it was asked for.
+        let found = unsafe { std::slice::from_raw_parts(taken.pointer, expected.len()) };
+        assert!(found == expected, "the run does not hold {stretches:?}");
+        unmap(Run { start: taken.pointer as usize, bytes: expected.len() });
     }
 
     fn fresh(bytes: usize) -> Run {
@@ -444,12 +450,7 @@ mod tests {
         assert_eq!(pool.bytes(), 0);
         // Largest first: the three-page run, then the two-page one, then the last page; then
         // two fresh (zero) pages.
-        let mut expected = vec![8; 3 * page];
-        expected.extend(vec![7; 2 * page]);
-        expected.extend(vec![9; page]);
-        expected.extend(vec![0; 2 * page]);
-        assert!(bytes_of(taken.pointer, 8 * page) == expected);
-        unmap(Run { start: taken.pointer as usize, bytes: 8 * page });
+        check_and_unmap(taken, &[(8, 3), (7, 2), (9, 1), (0, 2)]);
     }
 
     #[test]
@@ -480,11 +481,7 @@ mod tests {
         assert_eq!(pool.runs(), [whole], "the two runs are joined in the pool");
         let taken = pool.take(16 * page).expect("joined");
         assert_eq!(taken.reused, 8 * page, "both halves moved");
-        let mut expected = vec![3; 4 * page];
-        expected.extend(vec![4; 4 * page]);
-        expected.extend(vec![0; 8 * page]);
-        assert!(bytes_of(taken.pointer, 16 * page) == expected);
-        unmap(Run { start: taken.pointer as usize, bytes: 16 * page });
+        check_and_unmap(taken, &[(3, 4), (4, 4), (0, 8)]);
     }
 
     #[test]
