@@ -12,13 +12,14 @@
 //! pool. An allocation takes pages from the pool first, whatever buffer they came from: the
 //! front of the smallest run that holds it, or else several runs moved side by side into one
 //! range with `mremap` (the kernel moves page-table entries; nothing is copied or faulted in
-//! again). Fresh pages are mapped only for what the pool cannot give, so the large pages a
-//! process holds never exceed the most it has had allocated at once. With the pool present
-//! the recycler holds back no more than that peak either (see [`is_global_allocator`]).
+//! again). Fresh pages are mapped only for what the pool cannot give, so the large pages the
+//! library holds never exceed the most it has had allocated at once (in whole pages). With the
+//! pool present the recycler holds back no more than that peak either (see
+//! [`is_global_allocator`]).
 //!
 //! Pages stay in the pool until the process ends, as the recycler's buffers did: the bound is
-//! the peak, not the current use. On other systems than Linux everything goes to the system
-//! allocator.
+//! the peak, not the current use. Only a pool of `MAX_RUNS` separate runs unmaps what it cannot
+//! file. On other systems than Linux everything goes to the system allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
