@@ -112,6 +112,14 @@ unsafe impl GlobalAlloc for PageAllocator {
     }
 }
 
+/// An allocation's pages: `pointer` to the bytes asked for (whole pages), of which the first
+/// `reused` came from the pool (holding old bytes) and the rest are fresh (zero).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // never made without `mremap`
+struct Taken {
+    pointer: *mut u8,
+    reused: usize,
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
     //! The pool and the system calls that map, move and unmap its pages.
@@ -124,7 +132,7 @@ mod imp {
         },
     };
 
-    use super::LARGE_BYTES;
+    use super::{LARGE_BYTES, Taken};
 
     /// Most runs the pool keeps; a freed run beyond them is unmapped. The pool lives in a fixed
     /// array because the allocator cannot allocate for itself.
@@ -138,7 +146,7 @@ mod imp {
     }
 
     impl Run {
-        fn end(self) -> usize {
+        pub(super) fn end(self) -> usize {
             self.start + self.bytes
         }
     }
@@ -148,13 +156,6 @@ mod imp {
         runs: [Run; MAX_RUNS],
         count: usize,
         bytes: usize,
-    }
-
-    /// An allocation's pages: `pointer` to `bytes`, of which the first `reused` came from the
-    /// pool (holding old bytes) and the rest are fresh (zero).
-    pub(super) struct Taken {
-        pub(super) pointer: *mut u8,
-        pub(super) reused: usize,
     }
 
     static POOL: Mutex<Pool> = Mutex::new(Pool::EMPTY);
@@ -318,10 +319,13 @@ mod imp {
 
     /// Moves the pages of `piece` to `destination` (replacing the fresh pages there), keeping
     /// them resident, and returns how many bytes from its start were moved: all of them, or
-    /// fewer when a move fails (the pages not moved stay where they were). A run joined from
-    /// neighbouring runs may span several of the kernel's mappings, which one `mremap` cannot
-    /// move on older kernels; it is then moved in halves.
+    /// fewer when a move fails (the pages not moved stay where they were).
     fn move_pages(piece: Run, destination: usize) -> usize {
+        move_in_halves(piece, destination, page_bytes(), &mut remap)
+    }
+
+    /// One `mremap` of `piece` to `destination`; the error number when it fails.
+    fn remap(piece: Run, destination: usize) -> Result<(), i32> {
         // SAFETY: `piece` is whole free pages of the pool and `destination` whole fresh pages
         // of a mapping this allocator just made, so the move touches no memory in use.
         let moved = unsafe {
@@ -333,19 +337,35 @@ mod imp {
                 destination as *mut libc::c_void,
             )
         };
-        if moved != libc::MAP_FAILED {
-            return piece.bytes;
+        if moved == libc::MAP_FAILED {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            Ok(())
         }
-        let page = page_bytes();
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EFAULT) || piece.bytes <= page {
-            return 0;
+    }
+
+    /// [`move_pages`] with its system call as `move_one`. A run joined from neighbouring runs
+    /// may span several of the kernel's mappings, which kernels before 6.17 refuse to move in
+    /// one call (`EFAULT`); it is then moved in halves, down to single pages.
+    pub(super) fn move_in_halves(
+        piece: Run,
+        destination: usize,
+        page: usize,
+        move_one: &mut impl FnMut(Run, usize) -> Result<(), i32>,
+    ) -> usize {
+        match move_one(piece, destination) {
+            Ok(()) => piece.bytes,
+            Err(libc::EFAULT) if piece.bytes > page => {
+                let half = (piece.bytes / 2).next_multiple_of(page);
+                let first = move_in_halves(Run { start: piece.start, bytes: half }, destination, page, move_one);
+                if first < half {
+                    return first;
+                }
+                let rest = Run { start: piece.start + half, bytes: piece.bytes - half };
+                half + move_in_halves(rest, destination + half, page, move_one)
+            }
+            Err(_) => 0,
         }
-        let half = (piece.bytes / 2).next_multiple_of(page);
-        let first = move_pages(Run { start: piece.start, bytes: half }, destination);
-        if first < half {
-            return first;
-        }
-        half + move_pages(Run { start: piece.start + half, bytes: piece.bytes - half }, destination + half)
     }
 }
 
@@ -355,10 +375,7 @@ mod imp {
 
     use std::alloc::Layout;
 
-    pub(super) struct Taken {
-        pub(super) pointer: *mut u8,
-        pub(super) reused: usize,
-    }
+    use super::Taken;
 
     pub(super) fn large_bytes(_: Layout) -> Option<usize> {
         None
@@ -381,7 +398,10 @@ mod imp {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use super::imp::{MAX_RUNS, Pool, Run, Taken, map, page_bytes, unmap};
+    use super::{
+        Taken,
+        imp::{MAX_RUNS, Pool, Run, map, move_in_halves, page_bytes, unmap},
+    };
 
     fn filled(run: Run, value: u8) -> Run {
         // SAFETY: the run is mapped, writable and used by this test only.
@@ -459,7 +479,8 @@ mod tests {
         let page = page_bytes();
         let mut pool = Pool::EMPTY;
         // Two neighbouring runs of different mappings: the second half of one mapping and the
-        // first half of the next (the gap between them unmapped, then mapped again).
+        // first half of the next (the gap between them unmapped, then mapped again). Kernels
+        // since 6.17 move both in one `mremap`; older ones refuse, and it moves in halves.
         let whole = fresh(8 * page);
         unmap(Run { start: whole.start + 4 * page, bytes: 4 * page });
         let first = filled(Run { start: whole.start, bytes: 4 * page }, 3);
@@ -483,6 +504,32 @@ mod tests {
         let taken = pool.take(16 * page).expect("joined");
         assert_eq!(taken.reused, 8 * page, "both halves moved");
         check_and_unmap(taken, &[(3, 4), (4, 4), (0, 8)]);
+    }
+
+    #[test]
+    fn a_run_one_call_cannot_move_is_moved_in_halves_up_to_a_failure() {
+        const PAGE: usize = 4096;
+        // A fake kernel: mappings begin at pages 3 and 6 of an eight-page run (a move across
+        // either fails with EFAULT), and the last page cannot be moved at all (ENOMEM).
+        let run = Run { start: 100 * PAGE, bytes: 8 * PAGE };
+        let mut moves = Vec::new();
+        let mut fake = |piece: Run, destination: usize| {
+            let (first, last) = ((piece.start - run.start) / PAGE, (piece.end() - run.start) / PAGE - 1);
+            if [3, 6].iter().any(|&boundary| first < boundary && last >= boundary) {
+                return Err(libc::EFAULT);
+            }
+            if last == 7 {
+                return Err(libc::ENOMEM);
+            }
+            moves.push((first, last + 1, destination));
+            Ok(())
+        };
+        let moved = move_in_halves(run, 0, PAGE, &mut fake);
+        // The first half splits into 2 + 1 + 1 pages at the first boundary, the second half's
+        // front two pages move, and its last two, which fail for another reason than a
+        // boundary, are not split further: the move stops there.
+        assert_eq!(moved, 6 * PAGE);
+        assert_eq!(moves, [(0, 2, 0), (2, 3, 2 * PAGE), (3, 4, 3 * PAGE), (4, 6, 4 * PAGE)]);
     }
 
     #[test]
