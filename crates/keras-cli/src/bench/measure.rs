@@ -249,4 +249,45 @@ mod tests {
             assert!(after + (32 << 20) < peak, "peak {peak} before the reset, {after} after");
         }
     }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn freed_heap_below_a_live_block_is_handed_back() {
+        // Blocks below glibc's mapping threshold stay in the heap when freed, as long as a live
+        // block above them keeps the heap from shrinking at its top.
+        let blocks: Vec<Vec<u8>> = (0..256).map(|i| vec![i as u8; 60 << 10]).collect();
+        let keeper = std::hint::black_box(vec![1u8; 1024]);
+        drop(std::hint::black_box(blocks));
+        let released = release_free_heap().expect("glibc has malloc_trim");
+        assert!(released >= 4 << 20, "{released} bytes released of 15 MiB freed");
+        assert_eq!(keeper.len(), 1024);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn populating_makes_every_readable_mapped_file_resident() {
+        if !populate_mapped_files() {
+            println!("skipped: this kernel refuses MADV_POPULATE_READ (before Linux 5.14)");
+            return;
+        }
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("Linux has /proc/self/maps");
+        let readable_file_bytes: u64 = maps
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (range, permissions, path) = (fields.first()?, fields.get(1)?, fields.get(5)?);
+                if !path.starts_with('/') || !permissions.starts_with('r') {
+                    return None;
+                }
+                let (start, end) = range.split_once('-')?;
+                Some(u64::from_str_radix(end, 16).ok()? - u64::from_str_radix(start, 16).ok()?)
+            })
+            .sum();
+        // Pages of writable mappings that were written are anonymous copies now, a small part.
+        let mapped = mapped_rss_bytes().expect("RssFile, RssShmem");
+        assert!(
+            mapped * 10 >= readable_file_bytes * 9,
+            "{mapped} bytes of mapped files resident, of {readable_file_bytes} readable"
+        );
+    }
 }
